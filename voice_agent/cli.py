@@ -1,0 +1,51 @@
+"""The command line: ``python run_assistant.py COMMAND ...`` (also the ``voice-agent`` script).
+
+Each command lives in ``voice_agent/commands/<name>.py`` with ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. Expected failures raise
+``VoiceAgentError`` and become one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from voice_agent.errors import VoiceAgentError
+
+COMMANDS = ["live", "replay", "think", "transcribe", "listen", "say", "report", "models",
+            "devices", "serve"]
+DEFAULT_COMMAND = "live"  # bare `python run_assistant.py` talks through the microphone
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-agent",
+        description="A voice assistant that thinks while it listens and while it speaks.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        mod = importlib.import_module(f"voice_agent.commands.{name}")
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, DEFAULT_COMMAND)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except VoiceAgentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

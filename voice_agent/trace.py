@@ -1,0 +1,134 @@
+"""The session clock and the JSONL trace: one header line, then one event per line.
+
+Every line is flushed as it is written, so a crash or Ctrl-C loses nothing already logged.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from voice_agent.events import EVENT_TYPES, Event
+
+SCHEMA_VERSION = 1
+
+
+class SessionClock:
+    """Seconds since the session started, on the monotonic clock, shared by all threads."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.start = time.monotonic() if start is None else start
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+
+class TraceError(ValueError):
+    """A trace file that does not follow the schema."""
+
+
+class TraceWriter:
+    """Appends events to a JSONL file. Thread-safe; each line is flushed when written."""
+
+    def __init__(self, path: str | Path, *, config: dict[str, Any] | None = None,
+                 models: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._f = open(self.path, "w", encoding="utf-8")
+        header = {
+            "ev": "header",
+            "schema": SCHEMA_VERSION,
+            "t": 0.0,
+            "wall_time": time.time(),
+            "config": config or {},
+            "models": models or {},
+            "host": {"node": platform.node(), "python": platform.python_version(),
+                     "machine": platform.machine()},
+        }
+        self._write(header)
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec, ensure_ascii=False, default=_jsonable)
+        with self._lock:
+            if self._f.closed:
+                return
+            self._f.write(line + "\n")
+            self._f.flush()
+
+    def write(self, event: Event | dict[str, Any]) -> None:
+        self._write(event.to_record() if isinstance(event, Event) else event)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._f.closed:
+                self._f.close()
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+def read_trace(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Return (header, events). Raises TraceError naming the line that breaks the schema.
+
+    A last line cut off mid-write (a crash) is dropped rather than refused.
+    """
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines:
+        raise TraceError(f"{path}: empty trace")
+    return _validate(lines, str(path))
+
+
+def iter_records(lines: list[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):
+                return  # torn final line
+            raise TraceError(f"{name}:{i}: not valid JSON") from None
+
+
+def _validate(lines: list[str], name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    header: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = []
+    last_t = 0.0
+    for i, rec in iter_records(lines, name):
+        if not isinstance(rec, dict):
+            raise TraceError(f"{name}:{i}: a line must be a JSON object")
+        if header is None:
+            if rec.get("ev") != "header":
+                raise TraceError(f"{name}:{i}: the first line must be the header")
+            if rec.get("schema") != SCHEMA_VERSION:
+                raise TraceError(f"{name}:{i}: schema {rec.get('schema')!r}, expected {SCHEMA_VERSION}")
+            header = rec
+            continue
+        ev, t = rec.get("ev"), rec.get("t")
+        if ev not in EVENT_TYPES:
+            raise TraceError(f"{name}:{i}: unknown event {ev!r}")
+        if not isinstance(t, (int, float)) or t < 0:
+            raise TraceError(f"{name}:{i}: 't' must be a non-negative number")
+        last_t = max(last_t, t)
+        events.append(rec)
+    if header is None:
+        raise TraceError(f"{name}: no header line")
+    return header, events
