@@ -18,13 +18,15 @@ COMMANDS = ["live", "replay", "think", "transcribe", "listen", "say", "report", 
 DEFAULT_COMMAND = "live"  # bare `python run_assistant.py` talks through the microphone
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All commands for --help; just ``only`` otherwise, so a command's start-up does not
+    pay for importing the others."""
     parser = argparse.ArgumentParser(
         prog="voice-agent",
         description="A voice assistant that thinks while it listens and while it speaks.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         mod = importlib.import_module(f"voice_agent.commands.{name}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, DEFAULT_COMMAND)
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except VoiceAgentError as e:

@@ -345,6 +345,11 @@ def _converted_gguf(resolved: ResolvedModel) -> Path:
     kw = {"gguf_file": resolved.path.name}
     tokenizer = AutoTokenizer.from_pretrained(resolved.path.parent, **kw)
     model = AutoModelForCausalLM.from_pretrained(resolved.path.parent, **kw)
+    # The weights are already dequantised to plain tensors; only the GGUF marker blocks
+    # save_pretrained, so drop it and save an ordinary safetensors checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

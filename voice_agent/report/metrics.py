@@ -43,6 +43,8 @@ Other per-turn figures
     - counts: ``think_tokens``, ``write_tokens``, ``listen_tokens``, ``control_checks``,
       ``chunks_ready``, ``chunks_played``, ``bargeins``; ``interrupted`` (the ``turn.end``
       flag, or, for a cut-off turn, whether a barge-in or interrupted playback was logged).
+    - ``playback``: each played chunk's ``start``, ``end``, ``interrupted``, and the
+      ``delay`` before it (``first``: the chunk opened a response, so its delay is delay_0).
 
 Session figures are medians over the turns that have the figure, plus totals, and
 ``ms_per_step`` over every ``llm.step`` of the trace (warm-up steps outside turns included).
@@ -97,8 +99,8 @@ def compute_metrics(header: Record, events: list[Record]) -> dict[str, Any]:
 def is_noise_model(models: Record) -> bool:
     """Whether the header names the tiny random-init LLM, whose output is noise."""
     llm = models.get("llm") if isinstance(models, dict) else None
-    if isinstance(llm, dict):
-        if llm.get("noise") is True:
+    if isinstance(llm, dict):  # ResolvedModel.to_dict(): the tiny one's description says so
+        if llm.get("noise") is True or "noise" in str(llm.get("description") or "").lower():
             return True
         llm = llm.get("name") or llm.get("id") or ""
     text = str(llm or "").strip().lower()
@@ -156,6 +158,7 @@ def turn_metrics(turn: Turn, offset: float) -> dict[str, Any]:
         "answer_audio_s": _r(sum(p["end"] - p["start"] for p in plays if p["end"] is not None)),
         "bargeins": bargeins,
         "interrupted": interrupted,
+        "playback": _playback(responses),
         "errors": len(turn.of("error")),
         "user": _user_text(turn),
         "answer": _answer_text(turn),
@@ -229,6 +232,16 @@ def _response(plays: list[dict[str, Any]], writes: list[float], bounds: list[flo
             prev_end = mine[i - 1]["end"]
             delays.append(None if prev_end is None else max(0.0, p["start"] - prev_end))
     return {"plays": mine, "writes": [w for w in writes if lo <= w < hi], "delays": delays}
+
+
+def _playback(responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each played chunk with the silence before it (``first``: it opened a response)."""
+    out = []
+    for r in responses:
+        for i, (p, d) in enumerate(zip(r["plays"], r["delays"], strict=True)):
+            out.append({"index": p["index"], "start": _r(p["start"]), "end": _r(p["end"]),
+                        "interrupted": p["interrupted"], "first": i == 0, "delay": _r(d)})
+    return out
 
 
 def _commit_lags(turn: Turn, offset: float) -> list[float]:

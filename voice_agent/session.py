@@ -1,0 +1,377 @@
+"""One conversation on the asyncio loop: listen, think and speak at once, with barge-in.
+
+The loop owns every decision; nothing here runs a model or blocks. Components talk to it
+with events (``voice_agent.events``): the listener (VAD + streaming ASR), the model worker,
+the TTS worker and the sink each post theirs to ``Session.on_event`` via
+``call_soon_threadsafe``. Each event is traced, shown and then fed to the turn-taking
+policy below, which is the whole of what this module decides:
+
+- a ``vad.start`` with no answer under way opens a turn; each ``asr.commit`` becomes
+  ``listen(text)``, so the thinker reads the words while the user is still speaking;
+- ``asr.final`` ends the user's turn: the writer may speak;
+- writer tokens go through the chunker to the TTS, and its audio to the sink;
+- speech while the answer plays is a barge-in once it is confirmed (see ``EchoGuard``): the
+  sink stops, the engine keeps only the answer tokens the user heard, the new words go to
+  the listen block and the thinker goes on;
+- when the writer is done and its audio has played, the turn ends and its user words and
+  *spoken* answer become history.
+
+Stale events (from a response that a barge-in replaced) are dropped by generation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+from voice_agent.events import (
+    AsrCommit, AsrFinal, AsrPartial, AudioPlayEnd, AudioPlayStart, BargeIn, Error, Event,
+    LlmWrite, TtsChunkReady, TurnEnd, TurnStart, VadEnd, VadStart,
+)
+from voice_agent.trace import SessionClock, TraceWriter
+from voice_agent.worker import BeginTurn, EndOfTurn, Interrupt, Listen, ModelWorker, Stop
+
+DEFAULT_SYSTEM = (
+    "You are a helpful voice assistant. Your answers are spoken aloud, so keep them short "
+    "and conversational: one to three sentences, no lists, no markdown."
+)
+MODES = ("async", "think", "nothink", "cascade")
+
+
+@dataclass
+class SessionConfig:
+    mode: str = "async"
+    system_prompt: str = DEFAULT_SYSTEM
+    headphones: bool = False      # no echo reaches the mic: any confirmed speech barges in
+    bargein_min_s: float = 0.25   # speech shorter than this while playing is ignored
+    echo_overlap: float = 0.6     # recognised words this much inside recent playback = echo
+    end_wait_s: float = 60.0      # after the input ends, how long to wait for the answer
+    max_history_turns: int = 8
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+
+@dataclass
+class TurnState:
+    turn: int
+    gen: int
+    user_words: list[str] = field(default_factory=list)
+    user_final: str = ""
+    ended_listening: bool = False        # asr.final seen: the writer may speak
+    decoder_done: bool = False
+    answer_tokens: list[str] = field(default_factory=list)   # text of each writer token
+    chunks_pending: int = 0              # submitted to TTS, not yet finished playing
+    heard_text: str = ""                 # answer text the user heard before a barge-in
+    interrupted: bool = False
+    bargein_pending_since: float | None = None
+
+
+class EchoGuard:
+    """Decides whether speech heard while the assistant plays is the user or the echo.
+
+    With headphones (or a headless replay, where no echo exists) any speech that lasts
+    ``bargein_min_s`` barges in. With speakers, the recogniser must confirm words, and
+    words that mostly repeat what was just played are taken for the assistant's own voice.
+    """
+
+    def __init__(self, headphones: bool, min_s: float, overlap: float) -> None:
+        self.headphones, self.min_s, self.overlap = headphones, min_s, overlap
+        self.recent_played = ""
+
+    def on_played(self, text: str) -> None:
+        self.recent_played = (self.recent_played + " " + text)[-600:]
+
+    def confirms(self, speech_s: float, words: str) -> bool:
+        if speech_s < self.min_s:
+            return False
+        if self.headphones:
+            return True
+        heard = _words(words)
+        if not heard:
+            return False
+        played = set(_words(self.recent_played))
+        echo = sum(w in played for w in heard) / len(heard)
+        return echo < self.overlap
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+class Session:
+    """Wires listener → worker → chunker → TTS → sink for one conversation.
+
+    Construct the components, then ``await session.run(frames)``; the session closes the
+    trace and the components in every case, including Ctrl-C and worker failures.
+    """
+
+    def __init__(self, *, clock: SessionClock, trace: TraceWriter, config: SessionConfig,
+                 worker_factory: Callable[[Callable], ModelWorker],
+                 listener_factory: Callable[[Callable[[Event], None]], Any],
+                 tts_factory: Callable[[Callable[[Event], None], Callable], Any],
+                 sink: Any, chunker_factory: Callable[[], Any],
+                 view: Callable[[Event], None] | None = None) -> None:
+        self.clock, self.trace, self.config = clock, trace, config
+        self.sink = sink
+        self._view = view
+        self._chunker_factory = chunker_factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._make_worker, self._make_listener, self._make_tts = worker_factory, listener_factory, tts_factory
+        self.history: list[dict[str, str]] = []
+        self.turns: list[TurnState] = []
+        self.cur: TurnState | None = None
+        self._gen = 0
+        self._turn_no = 0
+        self._speech_start_t: float | None = None
+        self.guard = EchoGuard(config.headphones, config.bargein_min_s, config.echo_overlap)
+        self.failed: str | None = None
+        self._idle = asyncio.Event()
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, frames: AsyncIterator[Any]) -> int:
+        """Consume input frames until they end (or Ctrl-C), let the answer finish, close.
+
+        Returns the exit code: 0, or 1 when a component failed.
+        """
+        self._loop = asyncio.get_running_loop()
+        self.worker = self._make_worker(self._on_worker_events)
+        self.listener = self._make_listener(self._post)
+        self.tts = self._make_tts(self._post, self._on_tts_audio)
+        self.sink.set_emit(self._post)
+        self._chunker = self._chunker_factory()
+        self.worker.start()
+        self._idle.set()
+        try:
+            async for frame in frames:
+                if self.failed:
+                    break
+                self.listener.feed(frame)
+            if not self.failed:
+                self.listener.finish()  # close open speech: the final pass runs now
+                await self._wait_quiet()
+        finally:
+            await self._close()
+        return 1 if self.failed else 0
+
+    async def _wait_quiet(self) -> None:
+        """Wait until no turn is open and nothing plays (bounded by ``end_wait_s``)."""
+        deadline = self.clock.now() + self.config.end_wait_s
+        while self.clock.now() < deadline and not self.failed:
+            await asyncio.sleep(0.05)
+            listening = getattr(self.listener, "busy", False)
+            if self.cur is None and not listening and not self.sink.is_playing:
+                return
+        if self.cur is not None and not self.failed:
+            self._end_turn(timed_out=True)
+
+    async def _close(self) -> None:
+        if self.cur is not None:
+            self._end_turn(timed_out=True)
+        for close in (self.listener.close, self.tts.close, self.sink.close):
+            try:
+                close()
+            except Exception as e:  # noqa: BLE001 - closing must go on
+                self.trace.write(Error(self.clock.now(), where="close", message=str(e)))
+        await asyncio.to_thread(self.worker.shutdown)
+        await asyncio.sleep(0)  # let posted callbacks land before the trace closes
+
+    # ------------------------------------------------------------ event intake
+
+    def _post(self, event: Event) -> None:
+        """Thread-safe: any component may call it from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if _on_loop(loop):
+            self.on_event(event)
+        else:
+            loop.call_soon_threadsafe(self.on_event, event)
+
+    def _on_worker_events(self, gen: int, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, Error):
+                self.on_event(ev)
+            elif gen == self._gen:
+                self.on_event(ev)
+            # else: stale, from a response a barge-in replaced; dropped unlogged on purpose
+        if gen == self._gen and self.cur is not None and self.worker.decoder.done \
+                and not self.cur.decoder_done and self.cur.ended_listening:
+            self._on_decoder_done()
+
+    def on_event(self, ev: Event) -> None:
+        self.trace.write(ev)
+        if self._view is not None:
+            self._view(ev)
+        handler = self._handlers.get(type(ev))
+        if handler is not None:
+            handler(self, ev)
+
+    # ------------------------------------------------------------ policy
+
+    def _on_vad_start(self, ev: VadStart) -> None:
+        self._speech_start_t = ev.t
+        cur = self.cur
+        if cur is None:
+            self._begin_turn(ev.t)
+        elif self._assistant_speaking():
+            cur.bargein_pending_since = ev.t
+            if self.guard.headphones:
+                self._loop.call_later(self.guard.min_s, self._check_bargein, "")
+
+    def _on_vad_end(self, ev: VadEnd) -> None:
+        self._speech_start_t = None
+        if self.cur is not None:
+            self.cur.bargein_pending_since = None
+
+    def _on_partial(self, ev: AsrPartial) -> None:
+        self._check_bargein(ev.text)
+
+    def _on_commit(self, ev: AsrCommit) -> None:
+        cur = self.cur
+        if cur is None or not ev.text.strip():
+            return
+        if self._assistant_speaking() and not cur.interrupted:
+            if not self._check_bargein(ev.text):
+                return  # echo, or too short: not the user's words
+        cur.user_words.append(ev.text.strip())
+        self.worker.send(Listen(cur.gen, ev.text))
+
+    def _on_final(self, ev: AsrFinal) -> None:
+        cur = self.cur
+        if cur is None:
+            return
+        if not ev.text.strip():
+            if not cur.user_words and not cur.answer_tokens:
+                self._end_turn(nothing_heard=True)
+            return
+        cur.user_final = (cur.user_final + " " + ev.text.strip()).strip()
+        cur.ended_listening = True
+        self.worker.send(EndOfTurn(cur.gen))
+
+    def _on_write(self, ev: LlmWrite) -> None:
+        cur = self.cur
+        if cur is None:
+            return
+        index = len(cur.answer_tokens)
+        cur.answer_tokens.append(ev.text)
+        if self.config.mode == "cascade":
+            return  # the cascade speaks the whole answer once it is complete
+        for chunk in self._chunker.feed(ev.text, index):
+            self._speak(chunk)
+
+    def _on_decoder_done(self) -> None:
+        cur = self.cur
+        cur.decoder_done = True
+        if self.config.mode == "cascade":
+            for tok_i, text in enumerate(cur.answer_tokens):
+                self._chunker.feed(text, tok_i)
+        for chunk in self._chunker.flush():
+            self._speak(chunk)
+        self._maybe_end_turn()
+
+    def _speak(self, chunk: Any) -> None:
+        self.cur.chunks_pending += 1
+        self.tts.submit(chunk, self.cur.turn, self.cur.gen)
+
+    def _on_tts_audio(self, chunk: Any, audio: Any, gen: int) -> None:
+        """From the TTS thread, via the loop: play audio of the current generation only."""
+        if self.cur is not None and gen == self.cur.gen:
+            self.sink.play(chunk, audio)
+        elif self.cur is not None:
+            pass  # a chunk of a replaced answer: never played
+
+    def _on_chunk_ready(self, ev: TtsChunkReady) -> None:
+        pass  # traced; playback is driven by the audio callback
+
+    def _on_play_start(self, ev: AudioPlayStart) -> None:
+        pass
+
+    def _on_play_end(self, ev: AudioPlayEnd) -> None:
+        cur = self.cur
+        if cur is None or ev.interrupted:
+            return
+        cur.chunks_pending = max(0, cur.chunks_pending - 1)
+        self._maybe_end_turn()
+
+    def _on_error(self, ev: Error) -> None:
+        self.failed = f"{ev.where}: {ev.message}"
+
+    # ------------------------------------------------------------ turn helpers
+
+    def _assistant_speaking(self) -> bool:
+        return self.cur is not None and (self.sink.is_playing or self.cur.chunks_pending > 0) \
+            and self.cur.ended_listening
+
+    def _check_bargein(self, words: str) -> bool:
+        cur = self.cur
+        if cur is None or cur.bargein_pending_since is None or not self._assistant_speaking():
+            return False
+        speech_s = self.clock.now() - cur.bargein_pending_since
+        if not self.guard.confirms(speech_s, words):
+            return False
+        self._barge_in()
+        return True
+
+    def _barge_in(self) -> None:
+        cur = self.cur
+        heard = self.sink.stop()          # stops within a frame; what the user heard
+        self.tts.cancel()
+        self._gen += 1
+        old_gen, cur.gen = cur.gen, self._gen
+        heard_tokens = min(heard.tokens, len(cur.answer_tokens))
+        cur.answer_tokens = cur.answer_tokens[:heard_tokens]
+        cur.heard_text = "".join(cur.answer_tokens)
+        cur.chunks_pending, cur.decoder_done, cur.ended_listening = 0, False, False
+        cur.interrupted, cur.bargein_pending_since = True, None
+        self._chunker = self._chunker_factory()
+        self._chunker.skip(cur.heard_text)  # the next chunk continues after what was heard
+        self.on_event(BargeIn(self.clock.now(), turn=cur.turn, heard_chars=len(cur.heard_text),
+                              heard_tokens=heard_tokens))
+        self.worker.send(Interrupt(old_gen, heard_tokens, new_gen=cur.gen))
+
+    def _begin_turn(self, t: float) -> None:
+        self._turn_no += 1
+        self._gen += 1
+        self.cur = TurnState(turn=self._turn_no, gen=self._gen)
+        self._chunker = self._chunker_factory()
+        self.on_event(TurnStart(t, turn=self._turn_no))
+        history = self.history[-2 * self.config.max_history_turns:]
+        self.worker.send(BeginTurn(self._gen, list(history), self.config.system_prompt))
+
+    def _maybe_end_turn(self) -> None:
+        cur = self.cur
+        if cur is not None and cur.decoder_done and cur.chunks_pending == 0 and not self.sink.is_playing:
+            self._end_turn()
+
+    def _end_turn(self, nothing_heard: bool = False, timed_out: bool = False) -> None:
+        cur = self.cur
+        self.cur = None
+        if not cur.decoder_done:
+            self.worker.send(Stop(cur.gen))
+        user = cur.user_final or " ".join(cur.user_words)
+        answer = "".join(cur.answer_tokens).strip()
+        self.on_event(TurnEnd(self.clock.now(), turn=cur.turn, user=user, answer=answer,
+                              interrupted=cur.interrupted or timed_out))
+        if user and answer:
+            self.history += [{"role": "user", "content": user},
+                             {"role": "assistant", "content": answer}]
+        self.turns.append(cur)
+
+    _handlers: dict[type, Callable[["Session", Any], None]] = {
+        VadStart: _on_vad_start, VadEnd: _on_vad_end, AsrPartial: _on_partial,
+        AsrCommit: _on_commit, AsrFinal: _on_final, LlmWrite: _on_write,
+        TtsChunkReady: _on_chunk_ready, AudioPlayStart: _on_play_start,
+        AudioPlayEnd: _on_play_end, Error: _on_error,
+    }
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,179 @@
+"""The model worker thread: it alone owns the model, the KV arena and the decoding engine.
+
+Commands arrive on a thread-safe queue and are applied between decoding steps; the events
+that steps produce are posted to the asyncio loop with ``call_soon_threadsafe``. Every
+command and event carries the generation id of the response it belongs to, so the loop
+drops stale events after a barge-in or reset without any lock held across threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from voice_agent.events import Error, Event
+from voice_agent.trace import SessionClock
+
+
+class Decoder(Protocol):
+    """What the worker drives: the async Engine and the baselines all look like this."""
+
+    done: bool
+    idle: bool
+
+    def begin_turn(self, history: list[dict[str, str]], system: str | None = None) -> list[Event]: ...
+    def listen(self, text: str) -> list[Event]: ...
+    def end_of_turn(self) -> list[Event]: ...
+    def interrupt(self, heard_tokens: int) -> list[Event]: ...
+    def step(self) -> list[Event]: ...
+
+
+# One type per command, as with events.
+@dataclass
+class BeginTurn:
+    gen: int
+    history: list[dict[str, str]] = field(default_factory=list)
+    system: str | None = None
+
+
+@dataclass
+class Listen:
+    gen: int
+    text: str
+
+
+@dataclass
+class EndOfTurn:
+    gen: int
+
+
+@dataclass
+class Interrupt:
+    """Keep only the ``heard_tokens`` answer tokens; later events carry ``new_gen``, so the
+    loop can tell them from tokens already in flight for the replaced answer."""
+
+    gen: int
+    heard_tokens: int
+    new_gen: int
+
+
+@dataclass
+class Stop:
+    """Stop decoding for this generation (the session is ending or the turn was dropped)."""
+
+    gen: int
+
+
+@dataclass
+class Shutdown:
+    gen: int = -1
+
+
+Command = BeginTurn | Listen | EndOfTurn | Interrupt | Stop | Shutdown
+Post = Callable[[int, list[Event]], None]
+
+
+class ModelWorker:
+    """Runs ``decoder`` on its own thread. ``post(gen, events)`` is called on that thread;
+    use :meth:`for_loop` to have it land on an asyncio loop instead."""
+
+    def __init__(self, decoder: Decoder, post: Post, clock: SessionClock,
+                 on_exit: Callable[[BaseException | None], None] | None = None) -> None:
+        self.decoder = decoder
+        self._post = post
+        self._clock = clock
+        self._on_exit = on_exit
+        self._q: queue.Queue[Command] = queue.Queue()
+        self._gen = -1
+        self._active = False  # a turn is under way and the decoder may step
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
+
+    @classmethod
+    def for_loop(cls, decoder: Decoder, loop: Any, handler: Post, clock: SessionClock,
+                 on_exit: Callable[[BaseException | None], None] | None = None) -> "ModelWorker":
+        def post(gen: int, events: list[Event]) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(handler, gen, events)
+
+        def exit_cb(err: BaseException | None) -> None:
+            if on_exit is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(on_exit, err)
+
+        return cls(decoder, post, clock, exit_cb)
+
+    # ------------------------------------------------------------ loop-side API
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, cmd: Command) -> None:
+        self._q.put(cmd)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self._q.put(Shutdown())
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------ worker thread
+
+    def _run(self) -> None:
+        err: BaseException | None = None
+        try:
+            while True:
+                # Block only when there is nothing to decode; otherwise take what has
+                # arrived and go on stepping, so commands land at token boundaries.
+                must_wait = not self._active or self.decoder.done or self.decoder.idle
+                if not self._drain(block=must_wait):
+                    break
+                if self._active and not self.decoder.done and not self.decoder.idle:
+                    self._emit(self.decoder.step())
+        except BaseException as e:  # noqa: BLE001 - the loop must hear of any failure
+            err = e
+            self.error = e
+            tb = traceback.extract_tb(e.__traceback__)
+            where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "worker"
+            self._post(self._gen, [Error(self._clock.now(), where=f"model worker ({where})",
+                                         message=f"{type(e).__name__}: {e}")])
+        finally:
+            if self._on_exit is not None:
+                self._on_exit(err)
+
+    def _drain(self, block: bool) -> bool:
+        """Apply queued commands; False once Shutdown arrives."""
+        while True:
+            try:
+                cmd = self._q.get(block=block, timeout=None)
+            except queue.Empty:
+                return True
+            block = False
+            if isinstance(cmd, Shutdown):
+                return False
+            self._apply(cmd)
+
+    def _apply(self, cmd: Command) -> None:
+        if isinstance(cmd, BeginTurn):
+            self._gen, self._active = cmd.gen, True
+            self._emit(self.decoder.begin_turn(cmd.history, cmd.system))
+            return
+        if cmd.gen != self._gen:
+            return  # a command for a response that is already gone
+        if isinstance(cmd, Listen):
+            self._emit(self.decoder.listen(cmd.text))
+        elif isinstance(cmd, EndOfTurn):
+            self._emit(self.decoder.end_of_turn())
+        elif isinstance(cmd, Interrupt):
+            self._gen = cmd.new_gen
+            self._emit(self.decoder.interrupt(cmd.heard_tokens))
+        elif isinstance(cmd, Stop):
+            self._active = False
+
+    def _emit(self, events: list[Event] | None) -> None:
+        if events:
+            self._post(self._gen, list(events))
