@@ -1,0 +1,221 @@
+"""The async engine on the tiny Qwen3 (noise output): streams, control, commands, budgets."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from voice_agent.core.baselines import Baseline
+from voice_agent.core.decode import EngineConfig, control_decision
+from voice_agent.core.engine import BOTH, DONE, LISTENING, THINKING, Engine
+from voice_agent.core.kv import KvCapacityError
+from voice_agent.core.layout import QWEN3, TEXT_MARKERS, Prompts
+from voice_agent.events import LlmControl, LlmListen, LlmStep, LlmThink, LlmWrite
+from voice_agent.trace import SessionClock
+
+QUESTION = "what is the capital of france and why is it famous?"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from voice_agent.models import load_llm
+
+    model, tok = load_llm("tiny")
+    return model.eval(), tok
+
+
+def fresh(model):
+    """A copy whose config object is its own (the engine switches the attention on it)."""
+    m = copy.deepcopy(model)
+    m.config = copy.deepcopy(model.config)
+    for mod in m.modules():
+        if hasattr(mod, "config"):
+            mod.config = m.config
+    return m
+
+
+def engine(tiny, **kw) -> Engine:
+    return Engine(fresh(tiny[0]), tiny[1], EngineConfig(**kw), SessionClock())
+
+
+def test_async_thoughts_equal_think_baseline(tiny):
+    cfg = dict(max_thoughts=48, max_answer=24, control_every=4)
+    eng = engine(tiny, **cfg)
+    events = list(eng.run(QUESTION))
+    plain = fresh(tiny[0])
+    plain.set_attn_implementation("sdpa")
+    base = Baseline(plain, tiny[1], "think", EngineConfig(**cfg), SessionClock())
+    list(base.run(QUESTION))
+    assert eng.thoughts.ids == base.thoughts.ids
+    assert len(eng.thoughts.ids) == 48
+    # the run really was concurrent: some steps carried both streams in one batch
+    assert any(isinstance(e, LlmStep) and e.batch == 2 for e in events)
+    assert eng.state == DONE
+
+
+def test_thinker_view_reads_like_qwen3_thinking_prompt(tiny):
+    tok = tiny[1]
+    p = Prompts(tok)
+    assert p.template is QWEN3
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<think>x</think>\n\nhello"}]
+    rendered = tok.apply_chat_template(history + [{"role": "user", "content": QUESTION}], tokenize=False,
+                                       add_generation_prompt=True, enable_thinking=True)
+    text = p.prompt_text(history) + QUESTION + p.think_open_text()
+    assert text == rendered + "<think>\n"
+    assert "x</think>" not in p.prompt_text(history)  # past thoughts are dropped
+
+
+def test_control_decision_follows_log_sum_exp_of_variants():
+    logits = torch.full((10,), -5.0)
+    logits[[1, 2]] = 1.0      # two yes-variants, each below the best no-variant
+    logits[7] = 1.5
+    p_yes, p_no, yes = control_decision(logits, [1, 2], [7, 8])
+    assert yes and p_yes > p_no
+    logits[8] = 1.5
+    assert control_decision(logits, [1, 2], [7, 8])[2] is False
+
+
+def test_writer_follows_control_decisions(tiny):
+    eng = engine(tiny, max_thoughts=80, max_answer=40, control_every=3)
+    events = list(eng.run(QUESTION))
+    controls = [e for e in events if isinstance(e, LlmControl)]
+    assert controls and {c.decision for c in controls} == {True, False}
+    writing = False
+    for e in events:
+        if isinstance(e, LlmControl):
+            assert e.decision == (e.p_yes > e.p_no)
+            writing = e.decision
+        elif isinstance(e, LlmStep) and e.state == THINKING:
+            assert e.batch == 1
+        elif isinstance(e, LlmStep) and e.state == BOTH:
+            assert writing and e.batch == 2
+
+
+def test_forbidden_tokens_are_never_emitted(tiny):
+    model = fresh(tiny[0])
+    eng = Engine(model, tiny[1], EngineConfig(max_thoughts=40, max_answer=30, control_every=2,
+                                              max_listen_thoughts=10), SessionClock())
+    forb = eng.prompts.forbidden()
+    push = sorted(forb["writer"] | {eng.prompts.end_of_think_id})  # all but the writer's stop
+    boost = torch.zeros(model.config.vocab_size)
+    boost[push] = 50.0  # make every forbidden id the model's favourite
+    model.lm_head.register_forward_hook(lambda mod, inp, out: out + boost)
+    eng.begin_turn()
+    events = eng.listen(QUESTION)
+    while not eng.idle:
+        events += eng.step()
+    listening = [e.token for e in events if isinstance(e, LlmThink)]
+    assert listening and not set(listening) & forb["thinker_listening"]
+    eng.end_of_turn()
+    for _ in range(200):
+        if eng.done or eng.idle:
+            break
+        events += eng.step()
+    thoughts = [e.token for e in events if isinstance(e, LlmThink)]
+    answer = [e.token for e in events if isinstance(e, LlmWrite)]
+    assert not set(thoughts) & forb["thinker"]
+    assert not set(answer) & forb["writer"]
+    assert eng.thinking_done  # </think> is allowed once the user is done, and it was taken
+
+
+def test_listen_while_thinking_then_budget_pauses(tiny):
+    eng = engine(tiny, max_listen_thoughts=6)
+    eng.begin_turn()
+    assert eng.idle and eng.step() == []
+    ev = eng.listen("what is")
+    assert isinstance(ev[0], LlmListen) and ev[0].tokens > 0
+    for _ in range(20):
+        if eng.idle:
+            break
+        ev += eng.step()
+    assert eng.state == LISTENING and eng.idle
+    assert 0 < len(eng.thoughts.ids) <= 6
+    lengths = dict(eng.arena.length)
+    ev = eng.listen("the capital of france")
+    assert eng.arena.length["listen"] > lengths["listen"]
+    assert eng.arena.length["thoughts"] == lengths["thoughts"]
+    eng.end_of_turn()
+    assert not eng.idle
+    assert all(e.t >= 0 for e in ev)
+
+
+def test_interrupt_keeps_heard_answer_and_thoughts(tiny):
+    eng = engine(tiny, max_thoughts=30, max_answer=200, control_every=2)
+    eng.begin_turn()
+    eng.listen(QUESTION)
+    eng.end_of_turn()
+    for _ in range(300):
+        eng.step()
+        if len(eng.answer.ids) >= 6 or eng.done:
+            break
+    assert len(eng.answer.ids) >= 6
+    texts = list(eng.answer_token_texts)
+    thoughts = list(eng.thoughts.ids)
+    eng.interrupt(heard_tokens=3)
+    assert eng.answer_token_texts == texts[:3]
+    assert eng.answer_text == "".join(texts[:3])
+    assert eng.state == LISTENING
+    assert eng.thoughts.ids[:len(thoughts)] == thoughts
+    eng.listen("and also tell me about paris")
+    eng.end_of_turn()
+    for _ in range(300):
+        if eng.done or len(eng.answer.ids) > 5:
+            break
+        eng.step()
+    assert eng.answer_token_texts[:3] == texts[:3]
+    assert len(eng.answer.ids) > 3
+
+
+def test_new_turn_with_history_and_reset(tiny):
+    eng = engine(tiny, max_thoughts=8, max_answer=8, control_every=2)
+    list(eng.run(QUESTION))
+    first = eng.turn
+    history = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": eng.answer_text}]
+    events = list(eng.run("and germany?", history=history))
+    assert eng.turn == first + 1 and all(getattr(e, "turn", eng.turn) == eng.turn for e in events)
+    eng.reset()
+    assert eng.idle and eng.arena.used_tokens() == 0
+    with pytest.raises(ValueError):
+        eng.begin_turn(history=[{"role": "tool", "content": 3}])
+
+
+def test_capacity_overflow_from_the_engine(tiny):
+    caps = dict(EngineConfig().capacity, listen=4)
+    eng = engine(tiny, capacity=caps)
+    eng.begin_turn()
+    with pytest.raises(KvCapacityError, match="listen"):
+        eng.listen(QUESTION)
+    assert eng.arena.length["listen"] == 0
+
+
+def test_text_marker_template_runs_on_a_chat_model_without_think_tokens(tiny):
+    eng = Engine(fresh(tiny[0]), tiny[1], EngineConfig(max_thoughts=12, max_answer=12, control_every=2),
+                 SessionClock(), template=TEXT_MARKERS)
+    assert eng.prompts.end_of_think_id == eng.prompts.end_of_turn_id
+    list(eng.run(QUESTION))
+    assert eng.done and eng.thoughts.ids
+
+
+def test_sampling_is_seeded(tiny):
+    from voice_agent.core.decode import Sampling
+
+    runs = []
+    for _ in range(2):
+        eng = engine(tiny, max_thoughts=10, max_answer=5, sampling=Sampling(temperature=1.0, seed=3))
+        list(eng.run(QUESTION))
+        runs.append(eng.thoughts.ids)
+    assert runs[0] == runs[1]
+    greedy = engine(tiny, max_thoughts=10, max_answer=5)
+    list(greedy.run(QUESTION))
+    assert greedy.thoughts.ids != runs[0]
+
+
+def test_nothink_baseline_streams_answer_tokens(tiny):
+    base = Baseline(fresh(tiny[0]), tiny[1], "nothink", EngineConfig(max_answer=10), SessionClock())
+    events = list(base.run(QUESTION))
+    writes = [e for e in events if isinstance(e, LlmWrite)]
+    assert writes and not [e for e in events if isinstance(e, LlmThink)]
+    assert "".join(e.text for e in writes) == base.answer_text
+    assert isinstance(events[1], LlmStep) and events[1].state == "prefill"

@@ -1,0 +1,121 @@
+"""`think`: one question in text, no audio; the thinker's and the writer's streams live."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from typing import Any
+
+from voice_agent.errors import VoiceAgentError
+
+NAME = "think"
+HELP = ("answer one text question with the thinking core and show the thinker and writer "
+        "streams live (modes: async, think-then-answer, no-think)")
+MODES = ("async", "think", "nothink")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", help="the question, as text")
+    p.add_argument("--llm", default=None, help="tiny | embedded | a model name | a path (default: the manifest's)")
+    p.add_argument("--mode", choices=MODES, default="async", help="decoding mode (default: async)")
+    p.add_argument("--max-steps", type=int, default=2000, help="most forward passes (default: 2000)")
+    p.add_argument("--max-thoughts", type=int, default=None, help="thought-token budget")
+    p.add_argument("--max-answer", type=int, default=None, help="answer-token budget")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from voice_agent.core.decode import EngineConfig
+    from voice_agent.core.engine import load_model
+    from voice_agent.trace import SessionClock
+
+    if not args.question.strip():
+        raise VoiceAgentError("the question is empty")
+    if args.max_steps <= 0:
+        raise VoiceAgentError("--max-steps must be positive")
+    out = Console(stderr=args.json, highlight=False)
+    if args.llm == "tiny":
+        out.print("[yellow]note: the tiny model has random weights; everything it says is noise[/]")
+    model, tok = load_model(args.llm, device=args.device, dtype=torch.float32)
+    budgets = {k: v for k, v in (("max_thoughts", args.max_thoughts), ("max_answer", args.max_answer)) if v}
+    config = EngineConfig(**budgets)
+    with torch.inference_mode():  # warm-up, before the clock: first calls pay lazy setup
+        model(input_ids=torch.tensor([[0, 1, 2]], device=args.device))
+    clock = SessionClock()  # started after the load, before any prefill
+    driver = _driver(args.mode, model, tok, config, clock)
+    t_start = clock.now()
+    events = _stream(driver, args.question, args.max_steps, out)
+    summary = _summary(args.mode, driver, events, t_start)
+    if args.json:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    else:
+        out.print(f"\n[dim]{summary['steps']} steps, first answer token at "
+                  f"{summary['first_answer_token_s']} s, ms/step {summary['ms_per_step']}[/]")
+    return 0
+
+
+def _driver(mode: str, model, tok, config, clock):
+    if mode == "async":
+        from voice_agent.core.engine import Engine
+
+        return Engine(model, tok, config, clock)
+    from voice_agent.core.baselines import Baseline
+
+    return Baseline(model, tok, mode, config, clock)
+
+
+def _stream(driver, question: str, max_steps: int, out) -> list[Any]:
+    """Run the turn and print each stream's text as it comes, labelled on every switch."""
+    from voice_agent.events import LlmControl, LlmThink, LlmWrite
+
+    events: list[Any] = []
+    current = None
+    gen = driver.run(question, max_steps=max_steps)
+    for ev in gen:
+        events.append(ev)
+        if isinstance(ev, (LlmThink, LlmWrite)):
+            stream = "thinker" if isinstance(ev, LlmThink) else "writer"
+            if stream != current:
+                label = "[bold cyan]\n[thinker][/] " if stream == "thinker" else "[bold green]\n[writer][/]  "
+                out.print(label, end="")
+                current = stream
+            out.print(ev.text, end="", style="cyan" if stream == "thinker" else "green",
+                      markup=False, highlight=False)
+        elif isinstance(ev, LlmControl):
+            out.print(f" [dim]⟨control: {'yes' if ev.decision else 'no'} "
+                      f"p_yes={ev.p_yes:.3f} p_no={ev.p_no:.3f}⟩[/]", end="")
+    out.print()
+    return events
+
+
+def _summary(mode: str, driver, events: list[Any], t_start: float) -> dict[str, Any]:
+    from voice_agent.events import LlmControl, LlmStep, LlmWrite
+
+    per_state: dict[str, list[float]] = defaultdict(list)
+    for e in events:
+        if isinstance(e, LlmStep):
+            per_state[e.state].append(e.ms)
+    writes = [e for e in events if isinstance(e, LlmWrite)]
+    controls = [e for e in events if isinstance(e, LlmControl)]
+    decode_states = {"listening", "thinking", "thinking_and_writing", "writing"}
+    return {
+        "mode": mode,
+        "thoughts": driver.thoughts_text,
+        "answer": driver.answer_text,
+        "steps": sum(len(v) for k, v in per_state.items() if k in decode_states),
+        "forward_passes": sum(len(v) for v in per_state.values()) + len(controls),
+        "thought_tokens": len(driver.thoughts.ids),
+        "answer_tokens": len(driver.answer.ids),
+        "first_answer_token_s": round(writes[0].t - t_start, 4) if writes else None,
+        "total_s": round(events[-1].t - t_start, 4) if events else 0.0,
+        "ms_per_step": {k: round(sum(v) / len(v), 3) for k, v in sorted(per_state.items())},
+        "control": {"n": len(controls), "yes": sum(c.decision for c in controls),
+                    "ms": round(sum(c.ms for c in controls) / len(controls), 3) if controls else None},
+        "state": driver.state,
+    }

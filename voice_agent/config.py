@@ -1,0 +1,115 @@
+"""One typed settings tree: defaults in code, an optional TOML file, then CLI overrides.
+
+Each section is the dataclass its component already defines (VAD, ASR, engine, TTS,
+session), so a setting is declared once, next to the code that reads it. A TOML file
+uses the section names as tables; ``--set section.key=value`` overrides any leaf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voice_agent.errors import VoiceAgentError
+
+
+class ConfigError(VoiceAgentError):
+    """A settings file or override that does not fit the settings tree."""
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "cpu"            # cpu | cuda | cuda:N
+    dtype: str = "float32"         # float32 | bfloat16 | float16
+    # One torch thread by default on a CPU: ASR and TTS run beside the model, and OpenMP
+    # spin-waiting makes multi-threaded GEMMs collapse whenever another thread holds a core.
+    torch_threads: int = 1
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        try:
+            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[self.dtype]
+        except KeyError:
+            raise ConfigError(f"unknown dtype {self.dtype!r} (float32, bfloat16 or float16)") from None
+
+
+def _sections() -> dict[str, type]:
+    # Imported here so `voice_agent.config` stays light; each class lives with its code.
+    from voice_agent.asr.streaming import StreamingConfig
+    from voice_agent.audio.vad import VadConfig
+    from voice_agent.core.engine import EngineConfig
+    from voice_agent.session import SessionConfig
+    from voice_agent.tts.speaker import TtsConfig
+
+    return {"runtime": RuntimeConfig, "session": SessionConfig, "vad": VadConfig,
+            "asr": StreamingConfig, "engine": EngineConfig, "tts": TtsConfig}
+
+
+@dataclass
+class Config:
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["sections"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: dataclasses.asdict(sec) for name, sec in self.sections.items()}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                **section_overrides: dict[str, Any]) -> Config:
+    """Defaults, then the TOML file, then ``section_overrides`` (from named CLI flags),
+    then ``--set`` overrides; unknown keys and ill-typed values are refused by name."""
+    values: dict[str, dict[str, Any]] = {name: {} for name in _sections()}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: settings file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        for name, table in data.items():
+            if name not in values or not isinstance(table, dict):
+                raise ConfigError(f"{p}: unknown section [{name}] (known: {', '.join(values)})")
+            values[name].update(table)
+    for name, table in section_overrides.items():
+        values[name].update({k: v for k, v in table.items() if v is not None})
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        name, dot, leaf = key.strip().partition(".")
+        if not sep or not dot or name not in values:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, section one of "
+                              f"{', '.join(values)}")
+        values[name][leaf] = _parse_value(raw.strip())
+    sections = {}
+    for name, cls in _sections().items():
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key, val in values[name].items():
+            if key not in known:
+                raise ConfigError(f"unknown setting {name}.{key} (known: {', '.join(known)})")
+        try:
+            sections[name] = cls(**values[name])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"bad [{name}] settings: {e}") from None
+    return Config(sections)
+
+
+def _parse_value(raw: str) -> Any:
+    """TOML-like scalars for --set: numbers, booleans, quoted or bare strings."""
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

@@ -1,0 +1,112 @@
+"""Small decoding pieces shared by the engine and the baselines: token choice, the control
+decision, streaming detokenisation and the engine's options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+DEFAULT_CAPACITY: dict[str, int] = {
+    "prompt": 4096,        # system + history + the opening of the user turn
+    "listen": 1024,        # this turn's user words
+    "think_open": 64,
+    "thoughts": 4096,
+    "writer_split": 64,
+    "answer": 2048,
+    "question": 256,       # the control question, cleared after each use
+}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Optional seeded sampling; ``temperature <= 0`` means greedy."""
+
+    temperature: float = 0.7
+    top_k: int = 20
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Options of the async engine and the baselines (budgets count tokens)."""
+
+    capacity: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
+    control_every: int = 20          # steps between control questions (reference: 20)
+    max_listen_thoughts: int = 256   # thought tokens allowed while the user still speaks
+    max_thoughts: int = 2048         # thinking ends after this many thought tokens
+    max_answer: int = 1024           # the writer stops after this many answer tokens
+    refresh_writer_split: bool = True  # re-encode the split when a paragraph starts, so it
+                                       # was computed with the newest thoughts in view
+    sampling: Sampling | None = None   # None: greedy
+    eager_attention: bool = False      # the slow twin, for checks
+
+
+def pick_tokens(logits: torch.Tensor, bias: torch.Tensor, sampling: Sampling | None,
+                generator: torch.Generator | None) -> list[int]:
+    """(B, V) fp32 logits + (B, V) additive bias (-inf on forbidden ids) -> B token ids.
+
+    The only device-to-host copy of a step is the final ``tolist``.
+    """
+    logits = logits + bias
+    if sampling is None or sampling.temperature <= 0:
+        return logits.argmax(-1).tolist()
+    logits = logits / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, -1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0].tolist()
+
+
+def forbid_bias(forbidden: set[int], vocab_size: int, device: torch.device | str) -> torch.Tensor:
+    bias = torch.zeros(vocab_size, dtype=torch.float32, device=device)
+    ids = [i for i in forbidden if i < vocab_size]
+    if ids:
+        bias[ids] = float("-inf")
+    return bias
+
+
+def control_decision(logits: torch.Tensor, yes_ids: Sequence[int],
+                     no_ids: Sequence[int]) -> tuple[float, float, bool]:
+    """P(yes) and P(no) as log-sum-exp over their variants at the next position.
+
+    Returns (p_yes, p_no, p_yes > p_no).
+    """
+    logp = torch.log_softmax(logits.float().reshape(-1), -1)
+    ly = torch.logsumexp(logp[list(yes_ids)], 0)
+    ln = torch.logsumexp(logp[list(no_ids)], 0)
+    p_yes, p_no = float(ly.exp()), float(ln.exp())
+    return p_yes, p_no, bool(ly > ln)
+
+
+class TextStream:
+    """Token ids in, text pieces out, never splitting a multi-byte character.
+
+    The concatenation of every piece returned equals the decoded ids.
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self.tok = tokenizer
+        self.ids: list[int] = []
+        self._base = 0      # ids before this index are fully emitted
+        self._printed = 0   # characters of decode(ids[_base:]) already emitted
+        self.text = ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tok.decode(self.ids[self._base:], skip_special_tokens=False)
+        if text.endswith("\ufffd"):
+            return ""
+        piece = text[self._printed:]
+        self._printed = len(text)
+        if len(self.ids) - self._base > 24:  # keep each decode short
+            self._base, self._printed = len(self.ids), 0
+        self.text += piece
+        return piece
+
+
+def ends_paragraph(tail: str, piece: str) -> bool:
+    """True when ``piece`` completes a blank line ("\\n\\n") after text ``tail``."""
+    return "\n\n" in (tail[-1:] + piece)

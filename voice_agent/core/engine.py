@@ -1,0 +1,363 @@
+"""The async decoding state machine: think while listening, write while thinking.
+
+One ``step()`` runs at most one forward pass: a small prefill (the think opening, the
+writer split), a control question, or one decoding step in which the thinker and the
+writer advance together as a batch of two rows over one KV arena. Commands (``listen``,
+``end_of_turn``, ``interrupt``, ``begin_turn``, ``reset``) are applied between steps, on the
+thread that owns the engine. Everything returns the events it produced, stamped with the
+session clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from voice_agent.core.attention import (ArenaCache, RopeTables, forward_step, make_plan,
+                                        use_block_attention)
+from voice_agent.core.decode import (EngineConfig, TextStream, control_decision, ends_paragraph,
+                                     forbid_bias, pick_tokens)
+from voice_agent.core.kv import ArenaShape, BlockArena
+from voice_agent.core.layout import Layout, Prompts, Template
+from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWrite
+from voice_agent.trace import SessionClock
+
+logger = logging.getLogger(__name__)
+
+LISTENING, THINKING, BOTH, WRITING, DONE = (
+    "listening", "thinking", "thinking_and_writing", "writing", "done")
+
+
+def load_model(name: str | None, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) through the project's model resolution."""
+    from voice_agent.models import load_llm
+
+    model, tok = load_llm(name, device=device, dtype=dtype)
+    return model.eval(), tok
+
+
+class Engine:
+    """AsyncReasoning-style thinker + writer over one block KV arena.
+
+    Args:
+        model, tokenizer: a stock transformers causal LM (Qwen3, Qwen2, Llama families)
+            and its tokenizer with a chat template. The model's config is switched to
+            the view attention (it still serves plain calls without a plan).
+        config: budgets, capacities, sampling.
+        clock: the session clock that stamps every event.
+        layout: which blocks each stream sees.
+        template: the prompt family; by default Qwen3 when the tokenizer has think
+            tokens, else text markers.
+    """
+
+    def __init__(self, model, tokenizer, config: EngineConfig | None = None,
+                 clock: SessionClock | None = None, layout: Layout | None = None,
+                 template: Template | None = None) -> None:
+        self.model, self.config = model, config or EngineConfig()
+        self.clock = clock or SessionClock()
+        self.layout = layout or Layout()
+        self.prompts = Prompts(tokenizer, template)
+        use_block_attention(model, eager=self.config.eager_attention)
+        cfg = model.config
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        p = next(model.parameters())
+        self.device = p.device
+        self.arena = BlockArena(self.config.capacity, ArenaShape(
+            cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim), dtype=p.dtype, device=p.device)
+        self.cache = ArenaCache(self.arena)
+        self.rope = RopeTables(model)
+        V = model.get_output_embeddings().weight.shape[0]
+        self.bias = {k: forbid_bias(v, V, p.device) for k, v in self.prompts.forbidden().items()}
+        self.writer_stop = self.prompts.writer_stop_ids()
+        self.think_open_ids = self.prompts.ids(self.prompts.think_open_text())
+        self.question_ids = self.prompts.ids(self.prompts.template.question)
+        s = self.config.sampling
+        self.generator = torch.Generator(device=p.device).manual_seed(s.seed) if s else None
+        self.turn = 0
+        self.steps = 0
+        self._started = False
+        self._new_turn_state()
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, config: EngineConfig | None = None,
+                        clock: SessionClock | None = None, device: str = "cpu",
+                        dtype: torch.dtype = torch.float32) -> Engine:
+        """Load ``name`` ("tiny", "embedded", a model name or a path) and build the engine."""
+        model, tok = load_model(name, device, dtype)
+        return cls(model, tok, config, clock)
+
+    # ------------------------------------------------------------ commands
+
+    def begin_turn(self, history: Sequence[dict] = (), system: str | None = None) -> list[Event]:
+        """Start a new turn: the prompt block holds the system text and the history."""
+        self.arena.reset()
+        self._new_turn_state()
+        self.turn += 1
+        self._started = True
+        ids = self.prompts.ids(self.prompts.prompt_text(history, system))
+        return [self._prefill("prompt", (("prompt",)), ids, logits=False)[1]]
+
+    def listen(self, text: str) -> list[Event]:
+        """Append the user's words to the listen block now. Later blocks only shift."""
+        if not self._started:
+            self.begin_turn()
+        ids = self.prompts.listen_ids(text, first=self.arena.length["listen"] == 0)
+        if not ids:
+            return []
+        t0 = time.perf_counter()
+        self._prefill("listen", self.layout.listen, ids, logits=False)
+        self.listen_text += self.prompts.decode(ids)
+        self.thinker_paused = False
+        return [LlmListen(t=self.clock.now(), text=self.prompts.decode(ids), tokens=len(ids),
+                          turn=self.turn),
+                LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
+                        step=self.steps, turn=self.turn)]
+
+    def end_of_turn(self) -> list[Event]:
+        """The user finished: the writer may speak once the control question says yes."""
+        self.user_done, self.thinker_paused = True, False
+        self.control_due = len(self.thoughts.ids) > 0  # ask at once if there is something
+        return []
+
+    def interrupt(self, heard_tokens: int) -> list[Event]:
+        """Barge-in: keep the first ``heard_tokens`` answer tokens, reopen the turn.
+
+        The thinker keeps its thoughts; new ``listen`` text may follow, and a later
+        ``end_of_turn`` lets the writer go on after the heard part.
+        """
+        n = max(0, min(int(heard_tokens), len(self.answer.ids)))
+        kept = self.answer.ids[:n]
+        self.answer = TextStream(self.prompts.tok)
+        self.answer_token_texts = [self.answer.push(i) for i in kept]
+        self._rewind("answer", kept)
+        if self.thinking_done:  # thinking may resume with the new words
+            self.thinking_done = False
+            self._rewind("thoughts", self.thoughts.ids)
+        self.user_done = self.writer_on = self.finished = False
+        self._split_changed()
+        return []
+
+    def reset(self) -> None:
+        """Forget everything; the next command starts a fresh turn."""
+        self.arena.reset()
+        self._new_turn_state()
+        self._started = False
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def state(self) -> str:
+        if self.finished:
+            return DONE
+        if not self.user_done:
+            return LISTENING
+        if self.thinking_done:
+            return WRITING
+        return BOTH if self.writer_on else THINKING
+
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    @property
+    def idle(self) -> bool:
+        """Nothing useful to do until a command arrives."""
+        return self._next_action() is None
+
+    @property
+    def answer_text(self) -> str:
+        return self.answer.text
+
+    @property
+    def thoughts_text(self) -> str:
+        return self.thoughts.text
+
+    # ------------------------------------------------------------ the step
+
+    def step(self) -> list[Event]:
+        """Run at most one forward pass; [] when idle."""
+        action = self._next_action()
+        if action is None:
+            return []
+        if action == "think_open":
+            return self._open_thoughts()
+        if action == "control":
+            return self._ask_control()
+        if action == "split":
+            return self._open_writer()
+        return self._decode()
+
+    def run(self, question: str, history: Sequence[dict] = (), system: str | None = None,
+            max_steps: int = 10_000) -> Iterator[Event]:
+        """No-audio convenience: the whole question at once, then steps until done."""
+        yield from self.begin_turn(history, system)
+        yield from self.listen(question)
+        yield from self.end_of_turn()
+        for _ in range(max_steps):
+            if self.done or self.idle:
+                break
+            yield from self.step()
+
+    def _thinker_active(self) -> bool:
+        if self.thinking_done or self.thinker_paused or self.arena.length["listen"] == 0:
+            return False
+        return self.user_done or self.thoughts_while_listening < self.config.max_listen_thoughts
+
+    def _writer_active(self) -> bool:
+        return self.user_done and not self.finished and (self.thinking_done or self.writer_on)
+
+    def _next_action(self) -> str | None:
+        if not self._started or self.finished:
+            return None
+        thinker = self._thinker_active()
+        if thinker and self.think_pending is None:
+            return "think_open"
+        if (self.user_done and not self.thinking_done and len(self.thoughts.ids) > 0
+                and (self.control_due or self.since_control >= self.config.control_every)):
+            return "control"
+        if self._writer_active() and (self.split_stale or self.write_pending is None):
+            return "split"
+        return "decode" if thinker or self._writer_active() else None
+
+    # ------------------------------------------------------------ forward passes
+
+    def _prefill(self, block: str, view: tuple[str, ...], ids: list[int], *, logits: bool,
+                 ) -> tuple[torch.Tensor | None, LlmStep]:
+        t0 = time.perf_counter()
+        plan = make_plan(self.arena, [view], len(ids), self.rope)
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
+        try:
+            with torch.inference_mode():
+                out = forward_step(self.model, self.cache, x, plan, logits=logits)
+        except BaseException:
+            self.arena.truncate(block, plan.writes[0][1])
+            raise
+        return out, LlmStep(t=self.clock.now(), state=f"prefill:{block}", ms=_ms(t0), batch=1,
+                            step=self.steps, turn=self.turn)
+
+    def _open_thoughts(self) -> list[Event]:
+        self.arena.clear("think_open")
+        logits, ev = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
+        tok = self._pick([logits[0]], ["thinker"])[0]
+        return [ev, *self._accept_thought(tok)]
+
+    def _open_writer(self) -> list[Event]:
+        text = (self.prompts.template.think_close if self.thinking_done
+                else self.prompts.template.writer_split)
+        self.arena.clear("writer_split")
+        need = self.write_pending is None
+        logits, ev = self._prefill("writer_split", self.layout.writer_split, self.prompts.ids(text),
+                                   logits=need)
+        self.split_stale = False
+        if not need:
+            return [ev]
+        return [ev, *self._accept_answer(self._pick([logits[0]], ["writer"])[0])]
+
+    def _ask_control(self) -> list[Event]:
+        t0 = time.perf_counter()
+        logits, _ = self._prefill("question", self.layout.control, self.question_ids, logits=True)
+        self.arena.clear("question")
+        p_yes, p_no, yes = control_decision(logits[0], self.prompts.yes_ids, self.prompts.no_ids)
+        if yes and not self.writer_on and self.config.refresh_writer_split:
+            self.split_stale = True
+        self.writer_on, self.control_due, self.since_control = yes, False, 0
+        return [LlmControl(t=self.clock.now(), p_yes=p_yes, p_no=p_no, decision=yes, ms=_ms(t0),
+                           step=self.steps, turn=self.turn)]
+
+    def _decode(self) -> list[Event]:
+        t0, state = time.perf_counter(), self.state
+        rows, views, ids = [], [], []
+        if self._thinker_active():
+            rows.append("thinker"); views.append(self.layout.thinker); ids.append(self.think_pending)
+        if self._writer_active():
+            rows.append("writer"); views.append(self.layout.writer); ids.append(self.write_pending)
+        plan = make_plan(self.arena, views, 1, self.rope)
+        x = torch.tensor([[i] for i in ids], dtype=torch.long, device=self.device)
+        try:
+            with torch.inference_mode():
+                logits = forward_step(self.model, self.cache, x, plan)
+        except BaseException:
+            for block, start in plan.writes:
+                self.arena.truncate(block, start)
+            raise
+        toks = self._pick(list(logits), rows)
+        self.steps += 1
+        self.since_control += 1
+        events: list[Event] = [LlmStep(t=self.clock.now(), state=state, ms=_ms(t0), batch=len(rows),
+                                       step=self.steps, turn=self.turn)]
+        for row, tok in zip(rows, toks):
+            events += self._accept_thought(tok) if row == "thinker" else self._accept_answer(tok)
+        return events
+
+    def _pick(self, logits: list[torch.Tensor], rows: list[str]) -> list[int]:
+        keys = [("thinker" if self.user_done else "thinker_listening") if r == "thinker" else "writer"
+                for r in rows]
+        bias = torch.stack([self.bias[k] for k in keys])
+        return pick_tokens(torch.stack(logits), bias, self.config.sampling, self.generator)
+
+    # ------------------------------------------------------------ token bookkeeping
+
+    def _accept_thought(self, tok: int) -> list[Event]:
+        if tok == self.prompts.end_of_think_id:
+            self.thinking_done, self.think_pending = True, None
+            self._split_changed()
+            return []
+        tail = self.thoughts.text
+        piece = self.thoughts.push(tok)
+        self.think_pending = tok
+        if not self.user_done:
+            self.thoughts_while_listening += 1
+        if len(self.thoughts.ids) >= self.config.max_thoughts:
+            self.thinking_done = True
+            self._split_changed()
+            # the last thought is never fed: nothing will read its K/V
+        if ends_paragraph(tail, piece):
+            self.control_due = True
+            if not self.user_done:
+                self.thinker_paused = True  # wait for new words instead of running away
+        return [LlmThink(t=self.clock.now(), token=tok, text=piece, step=self.steps, turn=self.turn)]
+
+    def _accept_answer(self, tok: int) -> list[Event]:
+        if tok in self.writer_stop or len(self.answer.ids) >= self.config.max_answer:
+            self.finished, self.write_pending = True, None
+            return []
+        tail = self.answer.text
+        piece = self.answer.push(tok)
+        self.answer_token_texts.append(piece)
+        self.write_pending = tok
+        if ends_paragraph(tail, piece) and not self.thinking_done:
+            self.writer_on = False  # each "yes" buys at most one paragraph
+        return [LlmWrite(t=self.clock.now(), token=tok, text=piece, step=self.steps, turn=self.turn)]
+
+    def _split_changed(self) -> None:
+        # The split text or its context changed: re-encode it before the writer's next token.
+        self.split_stale = self.split_stale or self.config.refresh_writer_split
+
+    def _rewind(self, block: str, kept: list[int]) -> None:
+        """Make the last kept token pending again (its logits were not kept)."""
+        self.arena.truncate(block, min(self.arena.length[block], max(0, len(kept) - 1)))
+        pending = kept[-1] if kept else None
+        if block == "answer":
+            self.write_pending = pending
+        else:
+            self.think_pending = pending
+
+    def _new_turn_state(self) -> None:
+        self.listen_text = ""
+        self.thoughts = TextStream(self.prompts.tok)
+        self.answer = TextStream(self.prompts.tok)
+        self.answer_token_texts: list[str] = []
+        self.think_pending: int | None = None
+        self.write_pending: int | None = None
+        self.user_done = self.thinking_done = self.writer_on = self.finished = False
+        self.thinker_paused = self.control_due = False
+        self.split_stale = True
+        self.thoughts_while_listening = 0
+        self.since_control = 0
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)

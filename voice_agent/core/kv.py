@@ -1,0 +1,122 @@
+"""The block KV arena: one preallocated K/V buffer per layer, split into named blocks.
+
+Each block owns a fixed slice of the arena (its capacity), so ``append``, ``truncate`` and
+``clear`` only move the block's length: no other block is copied, nothing is reallocated.
+Keys are stored at *block-local* RoPE positions 0..len-1 (the writer of a key rotates it
+back by the block's offset in its view before storing it); values are stored as computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from voice_agent.errors import VoiceAgentError
+
+
+class KvCapacityError(VoiceAgentError):
+    """A block ran out of its preallocated room in the KV arena."""
+
+
+@dataclass(frozen=True)
+class ArenaShape:
+    """What one layer's K/V looks like: taken from the model config."""
+
+    num_layers: int
+    kv_heads: int
+    head_dim: int
+
+
+class BlockArena:
+    """Named blocks in one preallocated K/V buffer of shape (layers, 2, kv_heads, capacity, D).
+
+    Args:
+        capacities: block name -> most tokens it may hold (the order fixes the slices).
+        shape: layers, kv heads and head dim of the model.
+        dtype, device: storage type and place.
+    """
+
+    def __init__(self, capacities: Mapping[str, int], shape: ArenaShape, *,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
+        if not capacities:
+            raise ValueError("an arena needs at least one block")
+        self.shape = shape
+        self.capacity: dict[str, int] = {}
+        self.start: dict[str, int] = {}
+        self.length: dict[str, int] = {}
+        total = 0
+        for name, cap in capacities.items():
+            if cap <= 0:
+                raise ValueError(f"block {name!r}: capacity must be positive, got {cap}")
+            self.capacity[name], self.start[name], self.length[name] = int(cap), total, 0
+            total += int(cap)
+        self.total_capacity = total
+        # (layers, 2, kv_heads, capacity, D): one allocation, known at start.
+        self.kv = torch.zeros(shape.num_layers, 2, shape.kv_heads, total, shape.head_dim,
+                              dtype=dtype, device=device)
+
+    # ------------------------------------------------------------ index moves
+
+    def reserve(self, block: str, n: int) -> int:
+        """Grow ``block`` by ``n`` tokens (to be written by the next forward pass).
+
+        Returns the block-local position of the first new token.
+        Raises KvCapacityError naming the block and the sizes when it does not fit.
+        """
+        used, cap = self.length[block], self.capacity[block]
+        if used + n > cap:
+            raise KvCapacityError(
+                f"KV block '{block}' is full: it holds {used} of {cap} tokens and {n} more "
+                f"were asked for; raise its capacity in the core config (core.capacity.{block})"
+            )
+        self.length[block] = used + n
+        return used
+
+    def truncate(self, block: str, n: int) -> None:
+        """Keep only the first ``n`` tokens of ``block``."""
+        if not 0 <= n <= self.length[block]:
+            raise ValueError(f"cannot truncate block '{block}' of {self.length[block]} tokens to {n}")
+        self.length[block] = n
+
+    def clear(self, block: str) -> None:
+        self.length[block] = 0
+
+    def reset(self) -> None:
+        """Empty every block; the memory stays allocated."""
+        for name in self.length:
+            self.length[name] = 0
+
+    # ------------------------------------------------------------ tensor access
+
+    def write(self, layer: int, block: str, pos: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Store (kv_heads, T, D) keys/values at block-local positions pos..pos+T-1."""
+        T = keys.shape[-2]
+        assert pos + T <= self.length[block], (
+            f"write of {T} tokens at {pos} past block '{block}' length {self.length[block]}")
+        s = self.start[block] + pos
+        self.kv[layer, 0, :, s:s + T] = keys
+        self.kv[layer, 1, :, s:s + T] = values
+
+    def keys(self, layer: int, block: str) -> torch.Tensor:
+        """(kv_heads, len, D) view of the stored keys; no copy."""
+        s = self.start[block]
+        return self.kv[layer, 0, :, s:s + self.length[block]]
+
+    def values(self, layer: int, block: str) -> torch.Tensor:
+        """(kv_heads, len, D) view of the stored values; no copy."""
+        s = self.start[block]
+        return self.kv[layer, 1, :, s:s + self.length[block]]
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def used_tokens(self) -> int:
+        return sum(self.length.values())
+
+    def nbytes(self) -> int:
+        return self.kv.numel() * self.kv.element_size()
+
+    def __repr__(self) -> str:
+        used = ", ".join(f"{k}={self.length[k]}/{self.capacity[k]}" for k in self.capacity)
+        return f"BlockArena({used})"
