@@ -41,14 +41,15 @@ class RuntimeConfig:
 
 def _sections() -> dict[str, type]:
     # Imported here so `voice_agent.config` stays light; each class lives with its code.
-    from voice_agent.asr.streaming import StreamingConfig
+    from voice_agent.asr.config import AsrConfig
     from voice_agent.audio.vad import VadConfig
-    from voice_agent.core.engine import EngineConfig
+    from voice_agent.core.decode import EngineConfig
     from voice_agent.session import SessionConfig
-    from voice_agent.tts.speaker import TtsConfig
+    from voice_agent.tts.chunker import ChunkerConfig
+    from voice_agent.tts.piper_tts import TtsConfig
 
     return {"runtime": RuntimeConfig, "session": SessionConfig, "vad": VadConfig,
-            "asr": StreamingConfig, "engine": EngineConfig, "tts": TtsConfig}
+            "asr": AsrConfig, "engine": EngineConfig, "tts": TtsConfig, "chunker": ChunkerConfig}
 
 
 @dataclass

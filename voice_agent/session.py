@@ -22,6 +22,7 @@ Stale events (from a response that a barge-in replaced) are dropped by generatio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -30,7 +31,7 @@ from voice_agent.events import (
     AsrCommit, AsrFinal, AsrPartial, AudioPlayEnd, AudioPlayStart, BargeIn, Error, Event,
     LlmWrite, TtsChunkReady, TurnEnd, TurnStart, VadEnd, VadStart,
 )
-from voice_agent.trace import SessionClock, TraceWriter
+from voice_agent.trace import SessionClock
 from voice_agent.worker import BeginTurn, EndOfTurn, Interrupt, Listen, ModelWorker, Stop
 
 DEFAULT_SYSTEM = (
@@ -64,8 +65,9 @@ class TurnState:
     ended_listening: bool = False        # asr.final seen: the writer may speak
     decoder_done: bool = False
     answer_tokens: list[str] = field(default_factory=list)   # text of each writer token
-    chunks_pending: int = 0              # submitted to TTS, not yet finished playing
-    heard_text: str = ""                 # answer text the user heard before a barge-in
+    base_tokens: int = 0                 # answer tokens kept at the last barge-in (heard)
+    pending_chunks: set[int] = field(default_factory=set)    # given to TTS, not yet played out
+    chunk_texts: dict[int, str] = field(default_factory=dict)
     interrupted: bool = False
     bargein_pending_since: float | None = None
 
@@ -105,80 +107,82 @@ def _words(text: str) -> list[str]:
 class Session:
     """Wires listener → worker → chunker → TTS → sink for one conversation.
 
-    Construct the components, then ``await session.run(frames)``; the session closes the
-    trace and the components in every case, including Ctrl-C and worker failures.
+    Components are made by factories once the loop runs, because each gets the session's
+    thread-safe ``post`` as its event callback. ``await session.run(frames, stop)``
+    closes every component and the trace's last lines in every case: end of input,
+    Ctrl-C (``stop``) and component failures.
     """
 
-    def __init__(self, *, clock: SessionClock, trace: TraceWriter, config: SessionConfig,
+    def __init__(self, *, clock: SessionClock, trace: Any, config: SessionConfig,
                  worker_factory: Callable[[Callable], ModelWorker],
                  listener_factory: Callable[[Callable[[Event], None]], Any],
-                 tts_factory: Callable[[Callable[[Event], None], Callable], Any],
-                 sink: Any, chunker_factory: Callable[[], Any],
+                 tts_factory: Callable[[Callable[[Event], None], Any], Any],
+                 sink_factory: Callable[[Callable[[Event], None]], Any],
+                 chunker_factory: Callable[[int], Any], echo_possible: bool = False,
                  view: Callable[[Event], None] | None = None) -> None:
         self.clock, self.trace, self.config = clock, trace, config
-        self.sink = sink
         self._view = view
+        self._factories = (worker_factory, listener_factory, tts_factory, sink_factory)
         self._chunker_factory = chunker_factory
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._make_worker, self._make_listener, self._make_tts = worker_factory, listener_factory, tts_factory
         self.history: list[dict[str, str]] = []
         self.turns: list[TurnState] = []
         self.cur: TurnState | None = None
         self._gen = 0
         self._turn_no = 0
-        self._speech_start_t: float | None = None
-        self.guard = EchoGuard(config.headphones, config.bargein_min_s, config.echo_overlap)
+        # A headless replay has no acoustic path from speaker to mic: no echo to guard.
+        self.guard = EchoGuard(config.headphones or not echo_possible, config.bargein_min_s,
+                               config.echo_overlap)
         self.failed: str | None = None
-        self._idle = asyncio.Event()
 
     # ------------------------------------------------------------ running
 
-    async def run(self, frames: AsyncIterator[Any]) -> int:
-        """Consume input frames until they end (or Ctrl-C), let the answer finish, close.
+    async def run(self, frames: AsyncIterator[Any], stop: asyncio.Event | None = None) -> int:
+        """Consume frames until they end or ``stop`` is set, let the answer finish, close.
 
-        Returns the exit code: 0, or 1 when a component failed.
+        Returns 0, or 1 when a component failed (``self.failed`` says which and why).
         """
         self._loop = asyncio.get_running_loop()
-        self.worker = self._make_worker(self._on_worker_events)
-        self.listener = self._make_listener(self._post)
-        self.tts = self._make_tts(self._post, self._on_tts_audio)
-        self.sink.set_emit(self._post)
-        self._chunker = self._chunker_factory()
+        make_worker, make_listener, make_tts, make_sink = self._factories
+        self.worker = make_worker(self._on_worker_events)
+        self.sink = make_sink(self._post)
+        self.tts = make_tts(self._post, self.sink)
+        self.listener = make_listener(self._post)
         self.worker.start()
-        self._idle.set()
+        stop = stop or asyncio.Event()
         try:
             async for frame in frames:
-                if self.failed:
-                    break
                 self.listener.feed(frame)
-            if not self.failed:
-                self.listener.finish()  # close open speech: the final pass runs now
-                await self._wait_quiet()
+                if self.failed or stop.is_set():
+                    break
+            if not self.failed and not stop.is_set():
+                self.listener.end_of_input()  # closes open speech: its final pass runs
+                await self._wait_quiet(stop)
         finally:
             await self._close()
         return 1 if self.failed else 0
 
-    async def _wait_quiet(self) -> None:
-        """Wait until no turn is open and nothing plays (bounded by ``end_wait_s``)."""
+    async def _wait_quiet(self, stop: asyncio.Event) -> None:
+        """Wait until no turn is open and nothing plays, at most ``end_wait_s``."""
         deadline = self.clock.now() + self.config.end_wait_s
-        while self.clock.now() < deadline and not self.failed:
-            await asyncio.sleep(0.05)
-            listening = getattr(self.listener, "busy", False)
-            if self.cur is None and not listening and not self.sink.is_playing:
-                return
-        if self.cur is not None and not self.failed:
-            self._end_turn(timed_out=True)
+        while self.clock.now() < deadline and not self.failed and not stop.is_set():
+            if self.cur is None and not self.listener.in_speech and self.sink.queued_s() <= 0:
+                await asyncio.sleep(0.05)  # a final may still be on its way from the ASR thread
+                if self.cur is None:
+                    return
+            await asyncio.sleep(0.02)
 
     async def _close(self) -> None:
         if self.cur is not None:
             self._end_turn(timed_out=True)
-        for close in (self.listener.close, self.tts.close, self.sink.close):
+        await asyncio.to_thread(self.listener.close)
+        await asyncio.to_thread(self.worker.shutdown)
+        for close in (self.tts.close, self.sink.close):
             try:
                 close()
             except Exception as e:  # noqa: BLE001 - closing must go on
                 self.trace.write(Error(self.clock.now(), where="close", message=str(e)))
-        await asyncio.to_thread(self.worker.shutdown)
-        await asyncio.sleep(0)  # let posted callbacks land before the trace closes
+        await asyncio.sleep(0.01)  # callbacks posted by closing threads land before the trace closes
 
     # ------------------------------------------------------------ event intake
 
@@ -190,17 +194,22 @@ class Session:
         if _on_loop(loop):
             self.on_event(event)
         else:
-            loop.call_soon_threadsafe(self.on_event, event)
+            try:
+                loop.call_soon_threadsafe(self.on_event, event)
+            except RuntimeError:
+                pass  # the loop closed between the check and the call: the session is over
 
     def _on_worker_events(self, gen: int, events: list[Event]) -> None:
+        cur = self.cur
         for ev in events:
             if isinstance(ev, Error):
                 self.on_event(ev)
-            elif gen == self._gen:
-                self.on_event(ev)
-            # else: stale, from a response a barge-in replaced; dropped unlogged on purpose
-        if gen == self._gen and self.cur is not None and self.worker.decoder.done \
-                and not self.cur.decoder_done and self.cur.ended_listening:
+            elif cur is not None and gen == cur.gen:
+                # The engine counts turns its own way; the trace uses the session's.
+                self.on_event(dataclasses.replace(ev, turn=cur.turn) if hasattr(ev, "turn") else ev)
+            # else: stale, from a response that a barge-in replaced: dropped on purpose
+        if cur is not None and self.cur is cur and gen == cur.gen and cur.ended_listening \
+                and not cur.decoder_done and self.worker.decoder.done:
             self._on_decoder_done()
 
     def on_event(self, ev: Event) -> None:
@@ -214,7 +223,6 @@ class Session:
     # ------------------------------------------------------------ policy
 
     def _on_vad_start(self, ev: VadStart) -> None:
-        self._speech_start_t = ev.t
         cur = self.cur
         if cur is None:
             self._begin_turn(ev.t)
@@ -224,7 +232,6 @@ class Session:
                 self._loop.call_later(self.guard.min_s, self._check_bargein, "")
 
     def _on_vad_end(self, ev: VadEnd) -> None:
-        self._speech_start_t = None
         if self.cur is not None:
             self.cur.bargein_pending_since = None
 
@@ -235,16 +242,15 @@ class Session:
         cur = self.cur
         if cur is None or not ev.text.strip():
             return
-        if self._assistant_speaking() and not cur.interrupted:
-            if not self._check_bargein(ev.text):
-                return  # echo, or too short: not the user's words
+        if self._assistant_speaking() and not self._check_bargein(ev.text):
+            return  # echo of our own voice, or too short to be the user
         cur.user_words.append(ev.text.strip())
-        self.worker.send(Listen(cur.gen, ev.text))
+        self.worker.send(Listen(cur.gen, ev.text.strip()))
 
     def _on_final(self, ev: AsrFinal) -> None:
         cur = self.cur
-        if cur is None:
-            return
+        if cur is None or self._assistant_speaking():
+            return  # a final of speech that did not barge in (echo, a cough)
         if not ev.text.strip():
             if not cur.user_words and not cur.answer_tokens:
                 self._end_turn(nothing_heard=True)
@@ -257,46 +263,39 @@ class Session:
         cur = self.cur
         if cur is None:
             return
-        index = len(cur.answer_tokens)
         cur.answer_tokens.append(ev.text)
-        if self.config.mode == "cascade":
-            return  # the cascade speaks the whole answer once it is complete
-        for chunk in self._chunker.feed(ev.text, index):
-            self._speak(chunk)
+        if self.config.mode != "cascade":  # the cascade speaks the whole answer at the end
+            self._speak(self._chunker.push(ev.text, len(cur.answer_tokens) - 1 - cur.base_tokens))
 
     def _on_decoder_done(self) -> None:
         cur = self.cur
         cur.decoder_done = True
         if self.config.mode == "cascade":
-            for tok_i, text in enumerate(cur.answer_tokens):
-                self._chunker.feed(text, tok_i)
-        for chunk in self._chunker.flush():
-            self._speak(chunk)
+            for i, text in enumerate(cur.answer_tokens[cur.base_tokens:]):
+                self._chunker.push(text, i)
+        self._speak(self._chunker.flush())
         self._maybe_end_turn()
 
-    def _speak(self, chunk: Any) -> None:
-        self.cur.chunks_pending += 1
-        self.tts.submit(chunk, self.cur.turn, self.cur.gen)
-
-    def _on_tts_audio(self, chunk: Any, audio: Any, gen: int) -> None:
-        """From the TTS thread, via the loop: play audio of the current generation only."""
-        if self.cur is not None and gen == self.cur.gen:
-            self.sink.play(chunk, audio)
-        elif self.cur is not None:
-            pass  # a chunk of a replaced answer: never played
-
-    def _on_chunk_ready(self, ev: TtsChunkReady) -> None:
-        pass  # traced; playback is driven by the audio callback
-
-    def _on_play_start(self, ev: AudioPlayStart) -> None:
-        pass
+    def _speak(self, chunks: list[Any]) -> None:
+        for chunk in chunks:
+            if chunk.text.strip():
+                self.cur.pending_chunks.add(chunk.index)
+                self.tts.speak(chunk)
 
     def _on_play_end(self, ev: AudioPlayEnd) -> None:
         cur = self.cur
-        if cur is None or ev.interrupted:
+        if cur is None or ev.interrupted or ev.turn != cur.turn:
             return
-        cur.chunks_pending = max(0, cur.chunks_pending - 1)
+        cur.pending_chunks.discard(ev.index)
         self._maybe_end_turn()
+
+    def _on_play_start(self, ev: AudioPlayStart) -> None:
+        if self.cur is not None and ev.turn == self.cur.turn:
+            self.guard.on_played(self.cur.chunk_texts.get(ev.index, ""))
+
+    def _on_chunk_ready(self, ev: TtsChunkReady) -> None:
+        if self.cur is not None and ev.turn == self.cur.turn:
+            self.cur.chunk_texts[ev.index] = ev.text
 
     def _on_error(self, ev: Error) -> None:
         self.failed = f"{ev.where}: {ev.message}"
@@ -304,48 +303,49 @@ class Session:
     # ------------------------------------------------------------ turn helpers
 
     def _assistant_speaking(self) -> bool:
-        return self.cur is not None and (self.sink.is_playing or self.cur.chunks_pending > 0) \
-            and self.cur.ended_listening
+        cur = self.cur
+        return cur is not None and cur.ended_listening and (
+            bool(cur.pending_chunks) or self.sink.queued_s() > 0)
 
     def _check_bargein(self, words: str) -> bool:
         cur = self.cur
         if cur is None or cur.bargein_pending_since is None or not self._assistant_speaking():
             return False
-        speech_s = self.clock.now() - cur.bargein_pending_since
-        if not self.guard.confirms(speech_s, words):
+        if not self.guard.confirms(self.clock.now() - cur.bargein_pending_since, words):
             return False
         self._barge_in()
         return True
 
     def _barge_in(self) -> None:
+        """Stop the audio, keep only what was heard, and let the user's words in."""
         cur = self.cur
-        heard = self.sink.stop()          # stops within a frame; what the user heard
-        self.tts.cancel()
+        heard = self.tts.stop()  # drops queued chunks and stops the sink under one lock
+        played_tokens = heard.heard_tokens if heard.chunks else 0
+        keep = min(cur.base_tokens + played_tokens, len(cur.answer_tokens))
+        cur.answer_tokens = cur.answer_tokens[:keep]
+        cur.base_tokens = keep
         self._gen += 1
         old_gen, cur.gen = cur.gen, self._gen
-        heard_tokens = min(heard.tokens, len(cur.answer_tokens))
-        cur.answer_tokens = cur.answer_tokens[:heard_tokens]
-        cur.heard_text = "".join(cur.answer_tokens)
-        cur.chunks_pending, cur.decoder_done, cur.ended_listening = 0, False, False
+        cur.pending_chunks.clear()
+        cur.decoder_done, cur.ended_listening = False, False
         cur.interrupted, cur.bargein_pending_since = True, None
-        self._chunker = self._chunker_factory()
-        self._chunker.skip(cur.heard_text)  # the next chunk continues after what was heard
-        self.on_event(BargeIn(self.clock.now(), turn=cur.turn, heard_chars=len(cur.heard_text),
-                              heard_tokens=heard_tokens))
-        self.worker.send(Interrupt(old_gen, heard_tokens, new_gen=cur.gen))
+        self._chunker = self._chunker_factory(cur.turn)
+        self.on_event(BargeIn(self.clock.now(), turn=cur.turn,
+                              heard_chars=len("".join(cur.answer_tokens)), heard_tokens=keep))
+        self.worker.send(Interrupt(old_gen, keep, new_gen=cur.gen))
 
     def _begin_turn(self, t: float) -> None:
         self._turn_no += 1
         self._gen += 1
         self.cur = TurnState(turn=self._turn_no, gen=self._gen)
-        self._chunker = self._chunker_factory()
+        self._chunker = self._chunker_factory(self._turn_no)
         self.on_event(TurnStart(t, turn=self._turn_no))
         history = self.history[-2 * self.config.max_history_turns:]
         self.worker.send(BeginTurn(self._gen, list(history), self.config.system_prompt))
 
     def _maybe_end_turn(self) -> None:
         cur = self.cur
-        if cur is not None and cur.decoder_done and cur.chunks_pending == 0 and not self.sink.is_playing:
+        if cur is not None and cur.decoder_done and not cur.pending_chunks:
             self._end_turn()
 
     def _end_turn(self, nothing_heard: bool = False, timed_out: bool = False) -> None:

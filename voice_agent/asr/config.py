@@ -1,0 +1,48 @@
+"""Settings of the streaming recogniser, one frozen dataclass with a reason per default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voice_agent.audio.vad import VadConfig
+
+
+@dataclass(frozen=True, slots=True)
+class AsrConfig:
+    model: str | None = None  # name or folder; None → voice_agent.models.resolve_model("asr")
+    cpu_threads: int = 1  # CTranslate2 threads; one core stays free for the language model
+    language: str = "en"  # fixed: language detection costs a pass and can flip mid-utterance
+    beam_size: int = 1  # greedy: re-decodes are frequent and agreement already filters noise
+    interval_s: float = 0.5  # re-decode once this much new audio arrived
+    # "fit": encode the buffer plus padding (the encoder cost grows with the window, and a
+    # 30 s window costs ~1.2 s of base on one core); "full": the 30 s window Whisper was
+    # trained on. "fit" falls back to "full" when its output looks degenerate.
+    encoder_window: str = "fit"
+    window_pad_s: float = 3.0  # silence after the buffer inside a fitted window
+    min_window_s: float = 8.0  # shorter windows make Whisper loop on short clips
+    trim_after_s: float = 6.0  # past this buffer length, cut at a committed sentence end
+    max_buffer_s: float = 15.0  # past this, cut at the last committed word, sentence or not
+    prompt_chars: int = 200  # committed text that left the buffer, given as context
+    speculative_final: bool = True  # decode at the first silent frame, not at the VAD end
+    no_speech_threshold: float = 0.6  # with a low log-probability: the window holds no speech
+    logprob_threshold: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.encoder_window not in ("fit", "full"):
+            raise ValueError("asr encoder_window must be 'fit' or 'full', "
+                             f"got {self.encoder_window!r}")
+        if self.interval_s <= 0:
+            raise ValueError(f"asr interval_s must be positive, got {self.interval_s}")
+        if self.cpu_threads < 1:
+            raise ValueError(f"asr cpu_threads must be at least 1, got {self.cpu_threads}")
+        if not 0 < self.trim_after_s <= self.max_buffer_s <= 25:
+            raise ValueError("asr needs 0 < trim_after_s <= max_buffer_s <= 25 (Whisper sees "
+                             f"at most 30 s), got {self.trim_after_s}, {self.max_buffer_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    vad: VadConfig = VadConfig()
+    asr: AsrConfig = AsrConfig()
+    preroll_ms: int = 200  # audio kept before the VAD start: onsets are often soft
+    audio_in_every_s: float = 1.0  # one sparse audio.in level event per this much audio

@@ -1,0 +1,174 @@
+"""The streaming recogniser of one utterance: buffer, re-decode, agree, commit, trim.
+
+Single-threaded and synchronous: ``StreamingAsr`` runs it on the ASR thread (or inline
+for deterministic tests). It posts ``AsrCommit``, ``AsrPartial`` and ``AsrFinal`` through
+``emit`` with ``t`` read from the clock when each event is decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from voice_agent.asr.config import AsrConfig
+from voice_agent.asr.policy import LocalAgreement, Word, words_text
+from voice_agent.asr.whisper import Hypothesis, WhisperDecoder
+from voice_agent.audio import SAMPLE_RATE
+from voice_agent.audio.sources import Clock
+from voice_agent.events import AsrCommit, AsrFinal, AsrPartial, Event
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AsrStats:
+    """Counters for benchmarks and tests (seconds unless named otherwise)."""
+
+    decodes: int = 0
+    busy_s: float = 0.0  # wall time spent decoding
+    fallbacks: int = 0  # fitted windows redone with 30 s
+    finals: int = 0
+    final_reused: int = 0  # finals served by a hypothesis that already covered the end
+    max_buffer_s: float = 0.0
+    decode_s: list[float] = field(default_factory=list)  # per decode
+    buffer_s: list[float] = field(default_factory=list)  # buffer length at each decode
+
+
+class UtteranceRecognizer:
+    """Streams one utterance at a time: ``begin``, ``append``…, ``update``…, ``finish``."""
+
+    def __init__(self, decoder: WhisperDecoder, clock: Clock, config: AsrConfig,
+                 emit: Callable[[Event], None]) -> None:
+        self.decoder = decoder
+        self.clock = clock
+        self.config = config
+        self.emit = emit
+        self.stats = AsrStats()
+        self.is_open = False
+        self._reset(0.0)
+
+    def _reset(self, audio_t: float) -> None:
+        self.offset = audio_t  # audio time of buffer[0]
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self.agreement = LocalAgreement()
+        self.decoded_until = audio_t  # audio end of the last hypothesis (none yet: the start)
+        self._partial = ""
+        self._committed_text = ""
+
+    # -- audio in -------------------------------------------------------------------------
+    def begin(self, audio_t: float, pcm: np.ndarray | None = None) -> None:
+        self._reset(audio_t)
+        self.is_open = True
+        if pcm is not None:
+            self.append(pcm)
+
+    def append(self, pcm: np.ndarray) -> None:
+        if self.is_open:
+            self._buffer = np.concatenate([self._buffer, pcm.astype(np.float32) / 32768.0])
+
+    @property
+    def buffer_end(self) -> float:
+        return self.offset + len(self._buffer) / SAMPLE_RATE
+
+    @property
+    def buffer_s(self) -> float:
+        return len(self._buffer) / SAMPLE_RATE
+
+    def due(self) -> bool:
+        """Enough new audio arrived since the last decode to try again."""
+        return self.is_open and self.buffer_end - self.decoded_until >= self.config.interval_s - 1e-9
+
+    def covers(self, audio_t: float) -> bool:
+        """The last hypothesis heard the audio up to ``audio_t``."""
+        return self.decoded_until >= audio_t - 1e-9
+
+    # -- decoding -------------------------------------------------------------------------
+    def update(self) -> None:
+        """Re-decode the buffer; commit what two hypotheses agree on; show the rest."""
+        if not self.is_open or len(self._buffer) == 0:
+            return
+        self._hear(self._decode(self._buffer))
+        newly = self.agreement.flush()
+        self._post_commit(newly)
+        tail = words_text(self.agreement.tentative()).strip()
+        if tail != self._partial:
+            self._partial = tail
+            self.emit(AsrPartial(t=self.clock.now(), text=tail))
+        self._trim()
+
+    def finish(self, speech_end: float) -> str:
+        """End of speech: commit the rest and post ``AsrFinal``; returns the final text."""
+        if not self.is_open:
+            return ""
+        self.stats.finals += 1
+        if self.covers(speech_end):
+            self.stats.final_reused += 1
+        else:
+            end = min(len(self._buffer), int(round((speech_end - self.offset) * SAMPLE_RATE))
+                      + int(0.2 * SAMPLE_RATE))  # a little silence helps the last word
+            self._hear(self._decode(self._buffer[:max(0, end)]))
+        self._post_commit(self.agreement.commit_all())
+        text = words_text(self.agreement.committed).strip()
+        self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end))
+        self.is_open = False
+        self._reset(self.buffer_end)
+        return text
+
+    def abort(self) -> None:
+        """Drop the utterance without a final (after an error)."""
+        self.is_open = False
+        self._reset(self.buffer_end)
+
+    def _decode(self, audio: np.ndarray) -> Hypothesis:
+        hyp = self.decoder.decode(audio, self._prompt())
+        s = self.stats
+        s.decodes += 1
+        s.busy_s += hyp.compute_s
+        s.fallbacks += int(hyp.fallback)
+        s.decode_s.append(hyp.compute_s)
+        s.buffer_s.append(hyp.audio_s)
+        s.max_buffer_s = max(s.max_buffer_s, hyp.audio_s)
+        return hyp
+
+    def _hear(self, hyp: Hypothesis) -> None:
+        self.decoded_until = self.offset + hyp.audio_s
+        self.agreement.insert([w.shifted(self.offset) for w in hyp.words])
+
+    def _prompt(self) -> str:
+        """Committed text that already left the buffer (what is in it will be heard again)."""
+        committed = self.agreement.committed
+        gone = committed[: len(committed) - len(self.agreement.held())]
+        return words_text(gone)[-self.config.prompt_chars:] if gone else ""
+
+    def _post_commit(self, words: list[Word]) -> None:
+        if not words:
+            return
+        text = words_text(words)
+        if not self._committed_text:
+            text = text.lstrip()  # the utterance's first word: no leading space
+        self._committed_text += text
+        self.emit(AsrCommit(t=self.clock.now(), text=text,
+                            words=[[w.text.strip(), round(w.start, 3), round(w.end, 3)]
+                                   for w in words]))
+
+    def _trim(self) -> None:
+        """Cut the buffer at a committed sentence end (or, past the hard bound, at the last
+        committed word) so that long speech is never re-decoded from its start."""
+        cut = None
+        if self.buffer_s > self.config.trim_after_s:
+            cut = self.agreement.sentence_end_before(self.buffer_end)
+        if cut is None and self.buffer_s > self.config.max_buffer_s:
+            cut = self.agreement.last_committed_in_buffer_end()
+            if cut is None:  # nothing agreed for max_buffer_s: take the hypothesis as it is
+                self._post_commit(self.agreement.commit_all())
+                cut = self.agreement.last_committed_in_buffer_end() or self.buffer_end - 1.0
+        if cut is None or cut <= self.offset:
+            return
+        drop = int(round((cut - self.offset) * SAMPLE_RATE))
+        self._buffer = self._buffer[drop:]
+        self.offset += drop / SAMPLE_RATE
+        self.agreement.forget_before(self.offset)
+        logger.debug("trimmed ASR buffer to start at %.2f s", self.offset)

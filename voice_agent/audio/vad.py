@@ -1,0 +1,138 @@
+"""Voice activity detection: webrtcvad per frame, a start debounce and an end hangover.
+
+``Vad.process(frame)`` returns what it decided on that frame:
+- ``VadStart`` / ``VadEnd`` (trace events; ``audio_t`` is the true voiced start or end,
+  ``t`` the session time of the decision, which comes later by the debounce or hangover);
+- ``SpeechPause`` once ``pause_ms`` of silence follow voiced audio (default: the first
+  silent frame) and ``SpeechResume`` when voice comes back before the hangover ran out. They are hints for the recogniser (start
+  the final pass early, drop it on resume), not trace events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from voice_agent.audio import FRAME_MS, SAMPLE_RATE
+from voice_agent.audio.frames import FRAME_S, AudioFrame, frame_rms
+from voice_agent.events import VadEnd, VadStart
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    aggressiveness: int = 2  # webrtcvad 0 (permissive) … 3 (strict); 2 rejects most noise
+    start_ms: int = 60  # voiced audio needed inside the start window to open speech
+    start_window_ms: int = 100  # tolerates a flickering frame at onsets
+    hangover_ms: int = 300  # silence after the last voiced frame that ends speech
+    # webrtcvad keeps saying "speech" for a while in near-silence (its noise model adapts
+    # slowly, at a stream's start and after an utterance): frames quieter than this are
+    # never voiced. Speech is usually -35 to -15 dBFS; a quiet room is below -55.
+    min_level_dbfs: float = -50.0
+    # Silence that raises the SpeechPause hint (a speculative final pass). One frame is the
+    # earliest; gaps between words are mostly shorter than ~100 ms, so a longer wait trades
+    # a little final latency for far fewer wasted passes.
+    pause_ms: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.aggressiveness <= 3:
+            raise ValueError(f"vad aggressiveness must be 0..3, got {self.aggressiveness}")
+        if self.start_ms > self.start_window_ms:
+            raise ValueError(f"vad start_ms ({self.start_ms}) exceeds start_window_ms "
+                             f"({self.start_window_ms})")
+        if self.hangover_ms < FRAME_MS:
+            raise ValueError(f"vad hangover_ms must be at least {FRAME_MS}")
+        if not FRAME_MS <= self.pause_ms <= self.hangover_ms:
+            raise ValueError(f"vad pause_ms must be between {FRAME_MS} and hangover_ms, "
+                             f"got {self.pause_ms}")
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPause:
+    """First silent frame inside speech. ``audio_t``: end of the last voiced frame."""
+
+    t: float
+    audio_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResume:
+    """Voice came back before the hangover ended. ``audio_t``: start of the voiced frame."""
+
+    t: float
+    audio_t: float
+
+
+VadDecision = VadStart | VadEnd | SpeechPause | SpeechResume
+
+
+class Vad:
+    """Endpointing over a frame stream. Cheap (tens of µs per frame): run it inline."""
+
+    def __init__(self, config: VadConfig = VadConfig()) -> None:
+        import webrtcvad
+
+        self.config = config
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._min_rms = 10 ** (config.min_level_dbfs / 20)
+        self._start_frames = max(1, config.start_ms // FRAME_MS)
+        window = max(1, config.start_window_ms // FRAME_MS)
+        self._window: deque[tuple[float, bool]] = deque(maxlen=window)  # (audio_t, voiced)
+        self.in_speech = False
+        self.last_voiced_end = 0.0  # audio time just after the last voiced frame
+        self._paused = False
+
+    @property
+    def lookback_frames(self) -> int:
+        """How many frames before the start decision can belong to the utterance."""
+        return self._window.maxlen or 1
+
+    def is_voiced(self, frame: AudioFrame) -> bool:
+        if frame_rms(frame.pcm) < self._min_rms:
+            return False
+        return self._vad.is_speech(frame.pcm.tobytes(), SAMPLE_RATE)
+
+    def process(self, frame: AudioFrame) -> list[VadDecision]:
+        voiced = self.is_voiced(frame)
+        if not self.in_speech:
+            return self._idle(frame, voiced)
+        if voiced:
+            self.last_voiced_end = frame.end_t
+            if self._paused:
+                self._paused = False
+                return [SpeechResume(t=frame.t, audio_t=frame.audio_t)]
+            return []
+        out: list[VadDecision] = []
+        silent_s = frame.end_t - self.last_voiced_end
+        if not self._paused and silent_s >= self.config.pause_ms / 1000 - 1e-9:
+            self._paused = True
+            out.append(SpeechPause(t=frame.t, audio_t=self.last_voiced_end))
+        if silent_s >= self.config.hangover_ms / 1000 - 1e-9:
+            out.append(self._end(frame.t))
+        return out
+
+    def _idle(self, frame: AudioFrame, voiced: bool) -> list[VadDecision]:
+        self._window.append((frame.audio_t, voiced))
+        if sum(v for _, v in self._window) < self._start_frames:
+            return []
+        start = next(a for a, v in self._window if v)
+        self.in_speech, self._paused = True, False
+        self.last_voiced_end = frame.end_t if voiced else self._last_voiced_in_window()
+        self._window.clear()
+        return [VadStart(t=frame.t, audio_t=start)]
+
+    def _last_voiced_in_window(self) -> float:
+        return max(a for a, v in self._window if v) + FRAME_S
+
+    def _end(self, t: float) -> VadEnd:
+        self.in_speech, self._paused = False, False
+        return VadEnd(t=t, audio_t=self.last_voiced_end)
+
+    def flush(self, t: float) -> list[VadDecision]:
+        """End of input: close open speech at its last voiced frame."""
+        self._window.clear()
+        if not self.in_speech:
+            return []
+        return [self._end(t)]

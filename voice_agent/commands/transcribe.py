@@ -1,0 +1,92 @@
+"""`transcribe FILE.wav`: stream a file through VAD and streaming ASR, printing as it goes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from typing import Any
+
+from voice_agent.asr.config import AsrConfig, ListenConfig
+from voice_agent.asr.listener import Listener
+from voice_agent.asr.transcript import TranscriptCollector, run_listener
+from voice_agent.asr.whisper import load_whisper
+from voice_agent.audio.sources import WavSource
+from voice_agent.audio.vad import VadConfig
+from voice_agent.trace import SessionClock
+
+NAME = "transcribe"
+HELP = "stream a WAV file through VAD and streaming ASR; print commits, partials and the final"
+
+logger = logging.getLogger(__name__)
+
+
+def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `transcribe` and `listen`."""
+    d, v = AsrConfig(), VadConfig()
+    parser.add_argument("--asr", metavar="NAME|PATH", default=None,
+                        help="faster-whisper model name or folder (default: the manifest's)")
+    parser.add_argument("--json", action="store_true",
+                        help="end with one JSON line: text, commits, latencies, rtf")
+    parser.add_argument("--interval", type=float, default=d.interval_s,
+                        help=f"re-decode interval in seconds (default {d.interval_s})")
+    parser.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
+                        help=f"CTranslate2 threads (default {d.cpu_threads})")
+    parser.add_argument("--window", choices=("fit", "full"), default=d.encoder_window,
+                        help="encoder window: fitted to the buffer, or Whisper's full 30 s")
+    parser.add_argument("--vad-aggressiveness", type=int, default=v.aggressiveness,
+                        choices=range(4), help=f"webrtcvad mode 0-3 (default {v.aggressiveness})")
+    parser.add_argument("--hangover-ms", type=int, default=v.hangover_ms,
+                        help=f"silence that ends speech (default {v.hangover_ms})")
+    parser.add_argument("--no-speculative", action="store_true",
+                        help="wait for the VAD end before the final pass")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="audio file (any rate and channel count)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="replay paced like a microphone (default: as fast as possible)")
+    add_listen_arguments(parser)
+
+
+def listen_config(args: argparse.Namespace) -> ListenConfig:
+    return ListenConfig(
+        vad=VadConfig(aggressiveness=args.vad_aggressiveness, hangover_ms=args.hangover_ms),
+        asr=AsrConfig(model=args.asr, interval_s=args.interval, cpu_threads=args.cpu_threads,
+                      encoder_window=args.window, speculative_final=not args.no_speculative))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = listen_config(args)
+    model = load_whisper(config.asr.model, config.asr.cpu_threads)
+    summary = asyncio.run(_transcribe(args, config, model))
+    if not summary["utterances"]:
+        print("no speech detected")
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    elif summary["text"]:
+        print(summary["text"])
+    return 0
+
+
+async def _transcribe(args: argparse.Namespace, config: ListenConfig, model: Any) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    collector = TranscriptCollector(on_line=print)
+    clock = SessionClock()
+    listener = Listener(model, clock, config,
+                        emit=lambda ev: loop.call_soon_threadsafe(collector.on_event, ev))
+    try:
+        warm = listener.warm_up()
+        logger.info("ASR warm-up %.2f s", warm)
+        # The source pads silence so a VAD end (and the final) can happen inside the file.
+        source = WavSource(args.file, clock, realtime=args.realtime,
+                           pad_silence_s=config.vad.hangover_ms / 1000 + 0.2)
+        clock.start = SessionClock().start  # t = 0 when the first frame starts recording
+        wall = await run_listener(source, listener, collector)
+    finally:
+        listener.close()
+    summary = collector.summary(listener, source.duration_s, wall)
+    summary["warm_up_s"] = round(warm, 3)
+    summary["mode"] = "realtime" if args.realtime else "fast"
+    return summary

@@ -1,0 +1,28 @@
+"""Answer text → speakable text: numbers, money, units, times, dates, simple LaTeX,
+markdown, code, URLs and the model's special tokens.
+
+``normalize(text)`` is the whole-text form. The chunker lexes the same units
+incrementally, so the chunks it emits, joined with single spaces, equal
+``normalize(text)`` exactly (the property tests pin this).
+
+Handled (see ``rules.py`` for the table, ``tests/test_tts_normalize.py`` for examples):
+integers, thousands separators, decimals, signs, years (1100-2099 as "nineteen
+ninety-nine"), ordinals, decades, percentages and units, money with symbols, codes and
+scales, ranges, fractions, dimensions and factors, clock times with am/pm, ISO / US /
+written dates, common abbreviations, acronyms with dots, LaTeX (``$…$``, ``$$…$$``,
+``\\(…\\)``, ``\\[…\\]`` and bare ``\\frac``/``\\boxed``/``\\sqrt``), markdown emphasis,
+headers, lists, quotes, rules, tables, links, images, inline code, fenced code (skipped
+with a spoken note), HTML tags, URLs (host only), e-mail addresses, special tokens
+(``<|...|>``) and ``<think>…</think>`` (dropped whole).
+"""
+
+from __future__ import annotations
+
+from voice_agent.tts.rules import RULES
+from voice_agent.tts.units import lex, render
+
+
+def normalize(text: str) -> str:
+    """The whole ``text`` as one line of speakable words."""
+    units, _ = lex(text, 0, 0, RULES, final=True)
+    return render(units).text
