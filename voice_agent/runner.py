@@ -140,8 +140,13 @@ async def _frames_until(source: Any, stop: asyncio.Event, recorder: InputRecorde
 
 def run_session(*, source_factory: Any, config: Config, models: Models, out_dir: Path,
                 sink_kind: str = "wav", echo_possible: bool = False, view: Any = None,
-                write_out_wav: bool = True, output_device: str | int | None = None) -> RunResult:
-    """Load the models, warm them up, run one session over the source, write the files."""
+                write_out_wav: bool = True, output_device: str | int | None = None,
+                decoder: Any = None, whisper: Any = None, tts: Any = None) -> RunResult:
+    """Load the models, warm them up, run one session over the source, write the files.
+
+    ``decoder`` (an Engine or Baseline), ``whisper`` (a WhisperModel) and ``tts`` (a
+    PiperTts) may be given already loaded, to share them across sessions.
+    """
     from voice_agent.asr import Listener
     from voice_agent.asr.config import ListenConfig
     from voice_agent.asr.whisper import load_whisper
@@ -171,9 +176,12 @@ def run_session(*, source_factory: Any, config: Config, models: Models, out_dir:
     asr_info = resolve_model("asr", asr_cfg.model).to_dict()
     tts_info = resolve_model("tts", tts_cfg.voice).to_dict()
 
-    decoder = build_decoder(mode, models.llm, config, clock)
-    whisper = load_whisper(asr_cfg.model, asr_cfg.cpu_threads)
-    tts = PiperTts(tts_cfg)
+    if decoder is None:
+        decoder = build_decoder(mode, models.llm, config, clock)
+    else:
+        decoder.clock = clock
+    whisper = whisper or load_whisper(asr_cfg.model, asr_cfg.cpu_threads)
+    tts = tts or PiperTts(tts_cfg)
     _warm_up(decoder, tts)
 
     trace = LazyTrace(out_dir / "trace.jsonl", {**config.to_dict(), "mode": mode},
@@ -227,7 +235,7 @@ def run_session(*, source_factory: Any, config: Config, models: Models, out_dir:
     if write_out_wav and isinstance(sink, WavSink):
         sink.write(out_dir / "out.wav", input_track=recorder.track())
     metrics = write_report(trace.path, out_dir)
-    turns = [{"turn": t.turn, "user": t.user_final, "answer": "".join(t.answer_tokens).strip(),
+    turns = [{"turn": t.turn, "user": t.user_text, "answer": t.answer_text,
               "interrupted": t.interrupted} for t in session.turns]
     return RunResult(code, out_dir, metrics, turns, session.failed)
 
@@ -246,7 +254,10 @@ def print_summary(result: RunResult, as_json: bool, stream: Any = sys.stdout) ->
     session = result.metrics.get("session", {})
     if as_json:
         summary = dict(session)
-        summary.update(out=str(result.out_dir), turns=result.turns, exit_code=result.exit_code)
+        summary.update(out=str(result.out_dir), turns=result.turns, exit_code=result.exit_code,
+                       transcript=" ".join(t["user"] for t in result.turns if t["user"]),
+                       answer=" ".join(t["answer"] for t in result.turns if t["answer"]),
+                       response_latency_s=session.get("response_latency"))
         print(json.dumps(summary, default=str), file=stream)
         return
     for t in result.turns:

@@ -71,6 +71,14 @@ class TurnState:
     interrupted: bool = False
     bargein_pending_since: float | None = None
 
+    @property
+    def user_text(self) -> str:
+        return self.user_final or " ".join(self.user_words)
+
+    @property
+    def answer_text(self) -> str:
+        return "".join(self.answer_tokens).strip()
+
 
 class EchoGuard:
     """Decides whether speech heard while the assistant plays is the user or the echo.
@@ -134,6 +142,7 @@ class Session:
         self.guard = EchoGuard(config.headphones or not echo_possible, config.bargein_min_s,
                                config.echo_overlap)
         self.failed: str | None = None
+        self._gen_turn: dict[int, int] = {}  # answer generation -> turn number
 
     # ------------------------------------------------------------ running
 
@@ -213,9 +222,15 @@ class Session:
             self._on_decoder_done()
 
     def on_event(self, ev: Event) -> None:
-        self.trace.write(ev)
+        shown = ev
+        if isinstance(ev, (TtsChunkReady, AudioPlayStart, AudioPlayEnd)):
+            # Chunks are keyed by answer generation, so that a continued answer's chunk 0
+            # is never mistaken for the cut one; the trace speaks of turns, the handlers
+            # below compare generations.
+            shown = dataclasses.replace(ev, turn=self._gen_turn.get(ev.turn, ev.turn))
+        self.trace.write(shown)
         if self._view is not None:
-            self._view(ev)
+            self._view(shown)
         handler = self._handlers.get(type(ev))
         if handler is not None:
             handler(self, ev)
@@ -284,17 +299,17 @@ class Session:
 
     def _on_play_end(self, ev: AudioPlayEnd) -> None:
         cur = self.cur
-        if cur is None or ev.interrupted or ev.turn != cur.turn:
+        if cur is None or ev.interrupted or ev.turn != cur.gen:
             return
         cur.pending_chunks.discard(ev.index)
         self._maybe_end_turn()
 
     def _on_play_start(self, ev: AudioPlayStart) -> None:
-        if self.cur is not None and ev.turn == self.cur.turn:
+        if self.cur is not None and ev.turn == self.cur.gen:
             self.guard.on_played(self.cur.chunk_texts.get(ev.index, ""))
 
     def _on_chunk_ready(self, ev: TtsChunkReady) -> None:
-        if self.cur is not None and ev.turn == self.cur.turn:
+        if self.cur is not None and ev.turn == self.cur.gen:
             self.cur.chunk_texts[ev.index] = ev.text
 
     def _on_error(self, ev: Error) -> None:
@@ -319,6 +334,7 @@ class Session:
     def _barge_in(self) -> None:
         """Stop the audio, keep only what was heard, and let the user's words in."""
         cur = self.cur
+        decided = self.clock.now()
         heard = self.tts.stop()  # drops queued chunks and stops the sink under one lock
         played_tokens = heard.heard_tokens if heard.chunks else 0
         keep = min(cur.base_tokens + played_tokens, len(cur.answer_tokens))
@@ -329,8 +345,9 @@ class Session:
         cur.pending_chunks.clear()
         cur.decoder_done, cur.ended_listening = False, False
         cur.interrupted, cur.bargein_pending_since = True, None
-        self._chunker = self._chunker_factory(cur.turn)
-        self.on_event(BargeIn(self.clock.now(), turn=cur.turn,
+        self._gen_turn[cur.gen] = cur.turn
+        self._chunker = self._chunker_factory(cur.gen)
+        self.on_event(BargeIn(decided, turn=cur.turn,
                               heard_chars=len("".join(cur.answer_tokens)), heard_tokens=keep))
         self.worker.send(Interrupt(old_gen, keep, new_gen=cur.gen))
 
@@ -338,7 +355,8 @@ class Session:
         self._turn_no += 1
         self._gen += 1
         self.cur = TurnState(turn=self._turn_no, gen=self._gen)
-        self._chunker = self._chunker_factory(self._turn_no)
+        self._gen_turn[self._gen] = self._turn_no
+        self._chunker = self._chunker_factory(self._gen)
         self.on_event(TurnStart(t, turn=self._turn_no))
         history = self.history[-2 * self.config.max_history_turns:]
         self.worker.send(BeginTurn(self._gen, list(history), self.config.system_prompt))
@@ -353,8 +371,7 @@ class Session:
         self.cur = None
         if not cur.decoder_done:
             self.worker.send(Stop(cur.gen))
-        user = cur.user_final or " ".join(cur.user_words)
-        answer = "".join(cur.answer_tokens).strip()
+        user, answer = cur.user_text, cur.answer_text
         self.on_event(TurnEnd(self.clock.now(), turn=cur.turn, user=user, answer=answer,
                               interrupted=cur.interrupted or timed_out))
         if user and answer:

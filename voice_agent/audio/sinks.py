@@ -193,7 +193,7 @@ class Sink(ABC):
         with self._lock:
             return self._report(reset=False)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most sinks hold nothing to release
         """Release the device or thread behind the sink."""
 
     # -- shared bookkeeping (called with self._lock held) -------------------------------

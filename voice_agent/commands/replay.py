@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         view=None if args.quiet else LineView(),
     )
     print_summary(result, as_json=args.json)
+    if result.exit_code == 130:
+        print(f"interrupted: the trace and report so far are in {result.out_dir}", file=sys.stderr)
+        return 130
     if result.error:
         raise VoiceAgentError(f"session failed: {result.error} (trace kept in {result.out_dir})")
     if not result.turns or not any(t["user"] for t in result.turns):

@@ -14,6 +14,14 @@ written dates, common abbreviations, acronyms with dots, LaTeX (``$…$``, ``$$�
 headers, lists, quotes, rules, tables, links, images, inline code, fenced code (skipped
 with a spoken note), HTML tags, URLs (host only), e-mail addresses, special tokens
 (``<|...|>``) and ``<think>…</think>`` (dropped whole).
+
+Not handled (read as plain numbers or letters, or left to the voice): Roman numerals,
+phone numbers and IP addresses (a phone number "555-1234" reads as a range), negative
+money ("-$5"), currencies other than $ € £ ¥ ₹ and USD/EUR/GBP/JPY/INR, units written
+as single spaced letters ("5 m", "5 g": only attached forms like "5g" are units; "in" is
+never one), ambiguous dates ("3/4" is a fraction; "03/04/2024" is read month first),
+time zones, LaTeX environments (matrices, ``align``), nested emphasis of the same kind,
+tables beyond dropping their borders, and context (no "St." as saint vs street).
 """
 
 from __future__ import annotations

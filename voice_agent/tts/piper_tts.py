@@ -24,10 +24,13 @@ logger = logging.getLogger(__name__)
 class TtsConfig:
     """Settings for the voice and its synthesis thread."""
 
-    voice: str | None = None  # a piper .onnx path (its .onnx.json beside it); None: resolve_model("tts")
-    threads: int = 1  # onnxruntime intra-op threads: one leaves the other core to the language model
+    # a piper .onnx path (its .onnx.json beside it); None: resolve_model("tts")
+    voice: str | None = None
+    # onnxruntime intra-op threads: one leaves the other core to the language model
+    threads: int = 1
     length_scale: float | None = None  # speaking rate, >1 is slower; None: the voice's own
-    max_ahead_s: float = 8.0  # synthesis runs at most this much audio ahead of playback: flat memory
+    # synthesis runs at most this much audio ahead of playback: memory stays flat
+    max_ahead_s: float = 8.0
 
 
 class PiperTts:

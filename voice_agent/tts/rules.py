@@ -42,6 +42,8 @@ _UNIT_SPACED = sorted((u for u in numbers.UNITS if len(u) > 1 and u not in ("in"
                       key=len, reverse=True)
 _UNIT_ATTACHED = sorted((u for u in numbers.UNITS if u not in ("in", "m")), key=len,
                         reverse=True)
+_UNITS_SPACED_RE = "|".join(map(regex.escape, _UNIT_SPACED))
+_UNITS_ATTACHED_RE = "|".join(map(regex.escape, _UNIT_ATTACHED))
 
 
 def _nested(text: str) -> str:
@@ -221,7 +223,8 @@ RULES: tuple[Rule, ...] = (
     _r("month_date", rf"\b{_MONTH}\.?\s(\d{{1,2}})(?:st|nd|rd|th)?(?!\d)(?:,?\s(\d{{4}})(?!\d))?",
        WORD, lambda m: numbers.month_day(numbers.month_number(m.group()), int(m.group(1)),
                                          m.group(2) or ""), lookahead=8),
-    _r("day_month", rf"(?<![\w.])(\d{{1,2}})(?:st|nd|rd|th)?\s({_MONTH})\b\.?(?:,?\s(\d{{4}})(?!\d))?",
+    _r("day_month",
+       rf"(?<![\w.])(\d{{1,2}})(?:st|nd|rd|th)?\s({_MONTH})\b\.?(?:,?\s(\d{{4}})(?!\d))?",
        WORD, lambda m: numbers.day_month(int(m.group(1)), numbers.month_number(m.group(2)),
                                          m.group(3) or ""), lookahead=8),
     _r("slash_date", r"(?<![\w/])(\d{1,2})/(\d{1,2})/(\d{4})(?![\w/])", WORD, _slash_date),
@@ -237,8 +240,8 @@ RULES: tuple[Rule, ...] = (
     _r("decade", r"(?<![\w.])(\d\d)?(\d)0'?s(?!\w)", WORD, _decade),
     _r("ordinal", r"(?<![\w.])(\d[\d,]*)(?:st|nd|rd|th)(?!\w)", WORD,
        lambda m: numbers.ordinal(m.group(1))),
-    _r("number_unit", rf"(?<![\w.])(?P<n>[-−+]?{_NUM})(?:\s?(?P<u>{'|'.join(map(regex.escape, _UNIT_SPACED))})"
-                      rf"|(?P<a>{'|'.join(map(regex.escape, _UNIT_ATTACHED))}))(?![\w/])",
+    _r("number_unit", rf"(?<![\w.])(?P<n>[-−+]?{_NUM})(?:\s?(?P<u>{_UNITS_SPACED_RE})"
+                      rf"|(?P<a>{_UNITS_ATTACHED_RE}))(?![\w/])",
        WORD, _unit, lookahead=2),
     _r("dimensions", r"(?<![\w.])(\d+)(?:[x×]| [x×] )(\d+)(?![\w.])", WORD,
        lambda m: f"{numbers.number(m.group(1))} by {numbers.number(m.group(2))}"),

@@ -1,0 +1,218 @@
+"""End-to-end sessions: real VAD, streaming ASR, engine, chunker, piper and a WAV sink,
+replayed in real time on the session clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voice_agent.audio import SAMPLE_RATE
+from voice_agent.audio.sources import WavSource
+from voice_agent.audio.wav import read_wav, write_wav
+from voice_agent.config import load_config
+from voice_agent.core import Engine
+from voice_agent.models import load_llm
+from voice_agent.report import compute_metrics
+from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, run_session
+from voice_agent.trace import read_trace
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "assets" / "samples"
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    from voice_agent.asr.whisper import load_whisper
+
+    return load_whisper(None, 1)
+
+
+@pytest.fixture(scope="module")
+def piper():
+    from voice_agent.tts.piper_tts import PiperTts
+
+    return PiperTts()
+
+
+class RecordingEngine(Engine):
+    """The real engine, also remembering what the session asked of it."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.histories: list[list[dict]] = []
+        self.after_interrupt: list[tuple[int, int]] = []  # (heard_tokens, answer block length)
+        self.fail_at_step: int | None = None
+
+    def begin_turn(self, history=(), system=None):
+        self.histories.append(list(history))
+        return super().begin_turn(history, system)
+
+    def interrupt(self, heard_tokens: int):
+        events = super().interrupt(heard_tokens)
+        self.after_interrupt.append((heard_tokens, len(self.answer_token_texts)))
+        return events
+
+    def step(self):
+        if self.fail_at_step is not None and self.steps >= self.fail_at_step:
+            raise RuntimeError("injected failure in the decoding step")
+        return super().step()
+
+
+def tiny_engine(**engine) -> RecordingEngine:
+    model, tok = load_llm("tiny")  # a fresh copy: the engine switches its attention
+    cfg = load_config(engine={**VOICE_ENGINE_DEFAULTS, **engine}).engine
+    return RecordingEngine(model, tok, cfg)
+
+
+def concat(tmp_path: Path, name: str, *parts) -> Path:
+    """Join sample files and silences (floats, in seconds) into one 16 kHz WAV."""
+    audio = [read_wav(SAMPLES / p) if isinstance(p, str) else np.zeros(int(p * SAMPLE_RATE), np.float32)
+             for p in parts]
+    return write_wav(tmp_path / name, np.concatenate(audio), SAMPLE_RATE)
+
+
+def replay(path: Path, out: Path, decoder, whisper, piper, **session):
+    config = load_config(session={"mode": "async", **session}, engine=VOICE_ENGINE_DEFAULTS)
+    return run_session(source_factory=lambda clock: WavSource(path, clock, pad_silence_s=1.0),
+                       config=config, models=Models(llm="tiny"), out_dir=out,
+                       decoder=decoder, whisper=whisper, tts=piper)
+
+
+def events_of(out: Path) -> tuple[dict, list[dict]]:
+    return read_trace(out / "trace.jsonl")
+
+
+def test_replay_tiny_end_to_end(tmp_path, whisper, piper):
+    out = tmp_path / "run"
+    result = replay(SAMPLES / "capital_of_france.wav", out, tiny_engine(max_answer=24), whisper, piper)
+    assert result.exit_code == 0, result.error
+    header, events = events_of(out)
+    kinds = [e["ev"] for e in events]
+    for ev in ("audio.in", "vad.start", "vad.end", "asr.commit", "asr.final", "turn.start",
+               "llm.listen", "llm.think", "llm.step", "llm.write", "tts.chunk_ready",
+               "audio.play_start", "audio.play_end", "turn.end"):
+        assert ev in kinds, f"{ev} missing from the trace"
+    first = {k: kinds.index(k) for k in set(kinds)}
+    # A consistent order: the turn opens on speech, words are heard before they are
+    # listened to, the answer is written after the user's turn ended, and played after.
+    assert first["vad.start"] < first["turn.start"] < first["llm.listen"]
+    assert first["asr.commit"] < first["llm.listen"]
+    assert first["asr.final"] < first["llm.write"] < first["tts.chunk_ready"]
+    assert first["audio.play_start"] < kinds.index("turn.end")
+    assert "capital" in result.turns[0]["user"].lower()
+    assert header["config"]["audio_clock_offset"] >= 0
+
+    # Answer audio starts only after the user's speech ended, in out.wav too.
+    metrics = json.loads((out / "metrics.json").read_text())
+    speech_end = metrics["turns"][0]["speech_end"]
+    play = [e for e in events if e["ev"] == "audio.play_start"]
+    assert play[0]["t"] > speech_end
+    import soundfile as sf
+
+    wav, rate = sf.read(out / "out.wav", dtype="float32")
+
+    def rms(a: float, b: float) -> float:
+        seg = wav[int(a * rate):int(b * rate)]
+        return float(np.sqrt(np.mean(seg ** 2))) if len(seg) else 0.0
+
+    # Between the end of the user's speech and the first answer audio the file is silent
+    # (the sample's own trailing silence), and the answer is loud once it plays.
+    assert play[0]["t"] - speech_end > 0.1
+    assert rms(speech_end + 0.05, play[0]["t"] - 0.01) < 0.003
+    assert rms(play[0]["t"], play[0]["t"] + 0.5) > 0.02
+
+    # The report agrees with the raw trace.
+    t = metrics["turns"][0]
+    writes = [e for e in events if e["ev"] == "llm.write"]
+    assert t["write_tokens"] == len(writes)
+    assert t["response_latency"] == pytest.approx(play[0]["t"] - speech_end, abs=1e-3)
+    assert t["first_answer_token"] == pytest.approx(writes[0]["t"] - speech_end, abs=1e-3)
+    final = next(e for e in events if e["ev"] == "asr.final")
+    assert t["asr_final_latency"] == pytest.approx(final["t"] - speech_end, abs=1e-3)
+
+
+@pytest.mark.heavy
+def test_bargein_stops_audio_and_keeps_heard_tokens(tmp_path, whisper, piper):
+    # The user asks, the (noisy, long) answer starts playing, and the user speaks again.
+    wav = concat(tmp_path, "bargein.wav", "capital_of_france.wav", 3.0, "boiling_point.wav")
+    engine = tiny_engine(max_answer=48, max_thoughts=64)
+    out = tmp_path / "run"
+    result = replay(wav, out, engine, whisper, piper, bargein_min_s=0.2)
+    assert result.exit_code == 0, result.error
+    _, events = events_of(out)
+    barge = [e for e in events if e["ev"] == "bargein"]
+    assert len(barge) == 1
+    b = barge[0]
+    # Audio stops within 100 ms of the decision: the cut chunk's end is logged at once.
+    cut = [e for e in events if e["ev"] == "audio.play_end" and e["interrupted"]]
+    assert cut and 0 <= cut[0]["t"] - b["t"] <= 0.1 + 1e-3
+    assert not [e for e in events if e["ev"] == "audio.play_start" and b["t"] < e["t"] < b["t"] + 0.05]
+    # The engine's answer block holds exactly the heard tokens.
+    assert engine.after_interrupt == [(b["heard_tokens"], b["heard_tokens"])]
+    # The new words reach the listen block, in the same turn.
+    later = [e for e in events if e["ev"] == "llm.listen" and e["t"] > b["t"]]
+    assert later and all(e["turn"] == b["turn"] for e in later)
+    assert "boil" in " ".join(e["text"] for e in later).lower()
+
+
+def test_two_questions_make_two_turns_with_history(tmp_path, whisper, piper):
+    wav = concat(tmp_path, "two.wav", "capital_of_france.wav", 7.0, "seven_times_eight.wav")
+    engine = tiny_engine(max_answer=8, max_thoughts=32)
+    out = tmp_path / "run"
+    result = replay(wav, out, engine, whisper, piper)
+    assert result.exit_code == 0, result.error
+    assert [t["turn"] for t in result.turns] == [1, 2]
+    assert engine.histories[0] == []
+    second = engine.histories[1]
+    assert second[0]["role"] == "user" and "capital" in second[0]["content"].lower()
+    assert second[1]["role"] == "assistant" and second[1]["content"] == result.turns[0]["answer"]
+    _, events = events_of(out)
+    metrics = compute_metrics(*events_of(out))
+    assert len(metrics["turns"]) == 2
+
+
+def test_worker_exception_is_an_error_event_and_nonzero_exit(tmp_path, whisper, piper):
+    engine = tiny_engine()
+    engine.fail_at_step = 3
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    result = replay(SAMPLES / "capital_of_france.wav", out, engine, whisper, piper)
+    assert time.monotonic() - t0 < 30, "a worker failure must not hang the session"
+    assert result.exit_code == 1
+    assert "injected failure" in result.error
+    _, events = events_of(out)
+    errors = [e for e in events if e["ev"] == "error"]
+    assert errors and "injected failure" in errors[0]["message"]
+    assert (out / "metrics.json").exists()
+
+
+def test_sigint_leaves_complete_trace_and_report(tmp_path):
+    out = tmp_path / "run"
+    wav = concat(tmp_path, "long.wav", "train_arrival.wav", 2.0, "boiling_point.wav")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "run_assistant.py"), "replay", str(wav), "--llm", "tiny",
+         "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    trace = out / "trace.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # interrupt once the user is being heard
+        if trace.exists() and '"asr.commit"' in trace.read_text():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    header, events = read_trace(trace)
+    assert events[-1]["ev"] == "turn.end"  # the open turn was closed, not cut off
+    for name in ("metrics.json", "summary.md", "timeline.png"):
+        assert (out / name).stat().st_size > 0
