@@ -68,6 +68,7 @@ class TurnState:
     base_tokens: int = 0                 # answer tokens kept at the last barge-in (heard)
     pending_chunks: set[int] = field(default_factory=set)    # given to TTS, not yet played out
     chunk_texts: dict[int, str] = field(default_factory=dict)
+    playing_started: bool = False        # some audio of this answer has played
     interrupted: bool = False
     bargein_pending_since: float | None = None
 
@@ -241,6 +242,10 @@ class Session:
         cur = self.cur
         if cur is None:
             self._begin_turn(ev.t)
+        elif cur.ended_listening and not self._audible():
+            # The user only paused (a comma, a breath): nothing of the answer has been
+            # heard yet, so take back what was written and keep listening.
+            self._cut_answer(audible=False)
         elif self._assistant_speaking():
             cur.bargein_pending_since = ev.t
             if self.guard.headphones:
@@ -306,6 +311,7 @@ class Session:
 
     def _on_play_start(self, ev: AudioPlayStart) -> None:
         if self.cur is not None and ev.turn == self.cur.gen:
+            self.cur.playing_started = True
             self.guard.on_played(self.cur.chunk_texts.get(ev.index, ""))
 
     def _on_chunk_ready(self, ev: TtsChunkReady) -> None:
@@ -316,6 +322,10 @@ class Session:
         self.failed = f"{ev.where}: {ev.message}"
 
     # ------------------------------------------------------------ turn helpers
+
+    def _audible(self) -> bool:
+        """Has any audio of the current answer started playing?"""
+        return self.cur.playing_started or self.sink.position().index is not None
 
     def _assistant_speaking(self) -> bool:
         cur = self.cur
@@ -328,11 +338,15 @@ class Session:
             return False
         if not self.guard.confirms(self.clock.now() - cur.bargein_pending_since, words):
             return False
-        self._barge_in()
+        self._cut_answer(audible=True)
         return True
 
-    def _barge_in(self) -> None:
-        """Stop the audio, keep only what was heard, and let the user's words in."""
+    def _cut_answer(self, audible: bool) -> None:
+        """Stop the audio, keep only the answer tokens that were heard, reopen listening.
+
+        ``audible``: a real barge-in (logged as one); otherwise the user resumed before
+        any answer audio played, and the unheard answer is simply taken back.
+        """
         cur = self.cur
         decided = self.clock.now()
         heard = self.tts.stop()  # drops queued chunks and stops the sink under one lock
@@ -343,12 +357,14 @@ class Session:
         self._gen += 1
         old_gen, cur.gen = cur.gen, self._gen
         cur.pending_chunks.clear()
-        cur.decoder_done, cur.ended_listening = False, False
-        cur.interrupted, cur.bargein_pending_since = True, None
+        cur.decoder_done, cur.ended_listening, cur.playing_started = False, False, False
+        cur.interrupted = cur.interrupted or audible
+        cur.bargein_pending_since = None
         self._gen_turn[cur.gen] = cur.turn
         self._chunker = self._chunker_factory(cur.gen)
-        self.on_event(BargeIn(decided, turn=cur.turn,
-                              heard_chars=len("".join(cur.answer_tokens)), heard_tokens=keep))
+        if audible:
+            self.on_event(BargeIn(decided, turn=cur.turn,
+                                  heard_chars=len("".join(cur.answer_tokens)), heard_tokens=keep))
         self.worker.send(Interrupt(old_gen, keep, new_gen=cur.gen))
 
     def _begin_turn(self, t: float) -> None:
