@@ -24,6 +24,7 @@ def read_wav(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioInputError(f"{p}: is a folder, not an audio file")
     if p.stat().st_size == 0:
         raise AudioInputError(f"{p}: empty file (0 bytes)")
+    _check_wav_complete(p)
     try:
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -32,6 +33,34 @@ def read_wav(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioInputError(f"{p}: contains no audio samples")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(np.ascontiguousarray(mono, dtype=np.float32), sr, rate)
+
+
+def _check_wav_complete(p: Path) -> None:
+    """Refuse a RIFF/WAVE file whose data chunk is shorter than its header declares.
+
+    libsndfile quietly plays what is there, which would turn a cut-off upload into a
+    cut-off question. Writers that stream (size 0 or 0xFFFFFFFF placeholders) are let be.
+    """
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            cid, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if cid == b"data":
+                if length in (0, 0xFFFFFFFF):
+                    return
+                have = size - pos - 8
+                if have < length:
+                    raise AudioInputError(
+                        f"{p}: truncated WAV (the header declares {length} bytes of audio, "
+                        f"the file holds {have})")
+                return
+            pos += 8 + length + (length & 1)  # chunks are word-aligned
 
 
 def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

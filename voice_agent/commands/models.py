@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from voice_agent.models import describe_all
 
@@ -31,5 +32,8 @@ def run(args: argparse.Namespace) -> int:
                 if r["description"]:
                     print(f"     {r['description']}")
             else:
-                print(f"{r['role']:4} {r['name']:14} MISSING   {r['error']}")
+                print(f"{r['role']:4} {r['name']:14} MISSING")
+    for r in rows:
+        if not r["ok"]:
+            print(f"error: {r['error']}", file=sys.stderr)
     return 0 if all(r["ok"] for r in rows) else 2

@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from voice_agent.runner import noise_note, print_summary, run_dir, run_session
     from voice_agent.view import LineView
 
+    WavSource(args.wav, clock=None)  # a bad file fails here, before any model loads
     config, models = session_config(args)
-    WavSource(args.wav, clock=None)  # a bad file fails here, before minutes of model loading
     if note := noise_note(models.llm):
         print(note, file=sys.stderr)
     result = run_session(
