@@ -219,3 +219,28 @@ def test_nothink_baseline_streams_answer_tokens(tiny):
     assert writes and not [e for e in events if isinstance(e, LlmThink)]
     assert "".join(e.text for e in writes) == base.answer_text
     assert isinstance(events[1], LlmStep) and events[1].state == "prefill"
+
+
+@pytest.mark.parametrize("wait", [None, 5])
+def test_writer_wait_bounds_the_silence_when_control_says_no(tiny, wait):
+    model = fresh(tiny[0])
+    eng = Engine(model, tiny[1], EngineConfig(max_thoughts=40, max_answer=6, control_every=3,
+                                              max_writer_wait=wait), SessionClock())
+    boost = torch.zeros(model.config.vocab_size)
+    boost[sorted(eng.prompts.no_ids)] = 50.0  # the control question can only say no
+    model.lm_head.register_forward_hook(lambda mod, inp, out: out + boost)
+    events = list(eng.run(QUESTION))
+    controls = [e for e in events if isinstance(e, LlmControl)]
+    assert controls and not any(c.decision for c in controls)
+    decode_steps_before_write = 0
+    for e in events:
+        if isinstance(e, LlmWrite):
+            break
+        if isinstance(e, LlmStep) and e.state in (THINKING, BOTH):
+            decode_steps_before_write += 1
+    writes = [e for e in events if isinstance(e, LlmWrite)]
+    assert writes
+    if wait is None:  # the pure method: silent until the thinker spent its budget
+        assert eng.thinking_done and writes[0].step >= max(e.step for e in events if isinstance(e, LlmThink))
+    else:
+        assert decode_steps_before_write <= wait + 1

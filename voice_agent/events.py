@@ -117,7 +117,8 @@ class LlmStep(Event):
 class TtsChunkReady(Event):
     index: int = 0
     text: str = ""
-    synth_s: float = 0.0
+    synth_s: float = 0.0        # synthesis start → its last audio handed to the sink
+    first_audio_s: float = 0.0  # synthesis start → its first audio handed to the sink
     audio_s: float = 0.0
     turn: int = 0
     EV: ClassVar[str] = "tts.chunk_ready"

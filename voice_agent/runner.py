@@ -27,7 +27,10 @@ from voice_agent.events import Event
 from voice_agent.trace import SessionClock, TraceWriter
 
 # Spoken answers are short; the engine's library defaults allow essays.
-VOICE_ENGINE_DEFAULTS = {"max_thoughts": 384, "max_answer": 160, "max_listen_thoughts": 192}
+# max_writer_wait bounds the silence after the user stops when the control question keeps
+# saying no (see EngineConfig).
+VOICE_ENGINE_DEFAULTS = {"max_thoughts": 384, "max_answer": 160, "max_listen_thoughts": 192,
+                         "max_writer_wait": 12}
 
 
 class NothingHeardError(VoiceAgentError):

@@ -271,13 +271,17 @@ class Session:
         cur = self.cur
         if cur is None or self._assistant_speaking():
             return  # a final of speech that did not barge in (echo, a cough)
-        if not ev.text.strip():
-            if not cur.user_words and not cur.answer_tokens:
-                self._end_turn(nothing_heard=True)
+        if ev.text.strip():
+            cur.user_final = (cur.user_final + " " + ev.text.strip()).strip()
+        if self.listener.in_speech:
+            return  # the user already goes on (a comma pause): a later final ends the turn
+        if not cur.user_text:
+            if not cur.answer_tokens:
+                self._end_turn(nothing_heard=True)  # noise opened the VAD, no words came
             return
-        cur.user_final = (cur.user_final + " " + ev.text.strip()).strip()
-        cur.ended_listening = True
-        self.worker.send(EndOfTurn(cur.gen))
+        if not cur.ended_listening:
+            cur.ended_listening = True
+            self.worker.send(EndOfTurn(cur.gen))
 
     def _on_write(self, ev: LlmWrite) -> None:
         cur = self.cur

@@ -39,6 +39,11 @@ class EngineConfig:
     max_answer: int = 1024           # the writer stops after this many answer tokens
     refresh_writer_split: bool = True  # re-encode the split when a paragraph starts, so it
                                        # was computed with the newest thoughts in view
+    # Steps the writer may sit idle after the user's turn ended (before its first token or
+    # between paragraphs) until it is let go without a "yes". A small model's yes/no is
+    # close to noise, and a voice cannot stay silent while the thinker runs to its budget.
+    # None: the pure method, the control question alone decides.
+    max_writer_wait: int | None = None
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
 

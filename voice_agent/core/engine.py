@@ -120,6 +120,7 @@ class Engine:
         """The user finished: the writer may speak once the control question says yes."""
         self.user_done, self.thinker_paused = True, False
         self.control_due = len(self.thoughts.ids) > 0  # ask at once if there is something
+        self.writer_wait = 0
         return []
 
     def interrupt(self, heard_tokens: int) -> list[Event]:
@@ -212,6 +213,10 @@ class Engine:
     def _next_action(self) -> str | None:
         if not self._started or self.finished:
             return None
+        wait = self.config.max_writer_wait
+        if (wait is not None and self.user_done and not self._writer_active()
+                and self.writer_wait >= wait):
+            self._release_writer()
         thinker = self._thinker_active()
         if thinker and self.think_pending is None:
             return "think_open"
@@ -261,11 +266,19 @@ class Engine:
         logits, _ = self._prefill("question", self.layout.control, self.question_ids, logits=True)
         self.arena.clear("question")
         p_yes, p_no, yes = control_decision(logits[0], self.prompts.yes_ids, self.prompts.no_ids)
-        if yes and not self.writer_on and self.config.refresh_writer_split:
-            self.split_stale = True
-        self.writer_on, self.control_due, self.since_control = yes, False, 0
+        if yes:
+            self._release_writer()
+        else:
+            self.writer_on = False
+        self.control_due, self.since_control = False, 0
         return [LlmControl(t=self.clock.now(), p_yes=p_yes, p_no=p_no, decision=yes, ms=_ms(t0),
                            step=self.steps, turn=self.turn)]
+
+    def _release_writer(self) -> None:
+        """Let the writer write one more paragraph, with a split that sees the newest thoughts."""
+        if not self.writer_on and self.config.refresh_writer_split:
+            self.split_stale = True
+        self.writer_on, self.writer_wait = True, 0
 
     def _decode(self) -> list[Event]:
         t0, state = time.perf_counter(), self.state
@@ -286,6 +299,8 @@ class Engine:
         toks = self._pick(list(logits), rows)
         self.steps += 1
         self.since_control += 1
+        if self.user_done and "writer" not in rows:
+            self.writer_wait += 1
         events: list[Event] = [LlmStep(t=self.clock.now(), state=state, ms=_ms(t0), batch=len(rows),
                                        step=self.steps, turn=self.turn)]
         for row, tok in zip(rows, toks):
@@ -357,6 +372,7 @@ class Engine:
         self.split_stale = True
         self.thoughts_while_listening = 0
         self.since_control = 0
+        self.writer_wait = 0  # decode steps the writer sat idle since the user's turn ended
 
 
 def _ms(t0: float) -> float:

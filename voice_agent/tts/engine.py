@@ -159,6 +159,7 @@ class TtsWorker:
         self.timings.append(timing)
         self._emit(TtsChunkReady(t=done, index=chunk.index, text=chunk.text,
                                  synth_s=round(timing.synth_s, 4),
+                                 first_audio_s=round(timing.first_audio_t - timing.start_t, 4),
                                  audio_s=round(timing.audio_s, 4), turn=chunk.turn))
 
     def _wait_for_room(self, gen: int) -> None:
