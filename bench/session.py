@@ -49,9 +49,10 @@ def overhead(events: list[dict], turn: dict) -> float | None:
     if chunk0 is None:
         return None
     synth_start = chunk0["t"] - chunk0["synth_s"]
-    llm_ms = sum(e["ms"] for e in events if e["ev"] in ("llm.step", "llm.control")
-                 and final_t < e["t"] <= synth_start)
-    return (turn["response_latency"] - turn["asr_final_latency"] - llm_ms / 1000
+    # An event's t is when its step ended: count only the part of a step after the final.
+    llm_s = sum(min(e["ms"] / 1000, e["t"] - final_t) for e in events
+                if e["ev"] in ("llm.step", "llm.control") and final_t < e["t"] <= synth_start)
+    return (turn["response_latency"] - turn["asr_final_latency"] - llm_s
             - chunk0["first_audio_s"])
 
 
