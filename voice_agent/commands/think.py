@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-thoughts", type=int, default=None, help="thought-token budget")
     p.add_argument("--max-answer", type=int, default=None, help="answer-token budget")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: OpenMP spin-waiting collapses multi-threaded "
+                        "GEMMs whenever another process holds a core)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -39,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         raise VoiceAgentError("the question is empty")
     if args.max_steps <= 0:
         raise VoiceAgentError("--max-steps must be positive")
+    if args.threads < 1:
+        raise VoiceAgentError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
     out = Console(stderr=args.json, highlight=False)
     if args.llm == "tiny":
         out.print("[yellow]note: the tiny model has random weights; everything it says is noise[/]")
