@@ -256,3 +256,31 @@ def test_two_minutes_of_speech_stream_with_bounded_buffer_and_update_time(whispe
     commits = "".join(e.text for e in events if isinstance(e, AsrCommit))
     assert commits == text
     assert 300 <= len(text.split()) <= 450  # ~4 questions of ~10 words, 120 s worth, none lost
+
+
+
+def test_a_final_needs_a_hypothesis_that_heard_past_the_voiced_end(whisper_model):
+    """The VAD ends speech before soft unvoiced endings. A pass that stopped one frame
+    after the voiced end must not be reused as the final: the final decodes the tail."""
+    from voice_agent.asr.utterance import UtteranceRecognizer
+    from voice_agent.asr.whisper import WhisperDecoder
+    from voice_agent.audio.frames import AudioFrame
+    from voice_agent.audio.vad import Vad
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "samples" / "capital_of_france.wav"
+    pcm = to_int16(read_wav(path))
+    vad, speech_end = Vad(VadConfig()), None
+    for i in range(0, len(pcm) - 320, 320):
+        for d in vad.process(AudioFrame(t=0.0, audio_t=i / 16000, pcm=pcm[i:i + 320])):
+            if isinstance(d, VadEnd):
+                speech_end = d.audio_t
+    assert speech_end is not None
+    cfg = AsrConfig(final_tail_s=0.15)
+    events = []
+    rec = UtteranceRecognizer(WhisperDecoder(whisper_model, cfg), SimClock(), cfg, events.append)
+    rec.begin(0.0, pcm[:int(round((speech_end + 0.02) * 16000))])
+    rec.update()  # a pass that heard just past the voiced end, as at the first silent frame
+    rec.append(pcm[int(round((speech_end + 0.02) * 16000)):])
+    text = rec.finish(speech_end)
+    assert rec.stats.final_reused == 0
+    assert word_error_rate("What is the capital of France?", text) == 0.0

@@ -244,3 +244,30 @@ def test_writer_wait_bounds_the_silence_when_control_says_no(tiny, wait):
         assert eng.thinking_done and writes[0].step >= max(e.step for e in events if isinstance(e, LlmThink))
     else:
         assert decode_steps_before_write <= wait + 1
+
+
+def test_a_writer_repeating_a_paragraph_ends_the_answer(tiny):
+    from voice_agent.core.engine import _repeats_a_paragraph
+
+    assert _repeats_a_paragraph("The answer is:\n\nThe  answer is:\n\n")
+    assert not _repeats_a_paragraph("The answer is:\n\nParis.\n\n")
+    eng = engine(tiny, max_thoughts=30, max_answer=200, max_writer_wait=2)
+    para = eng.prompts.ids("Paris is nice.\n\n")
+    model = eng.model
+    step = {"i": 0}
+
+    def loop(mod, inp, out):  # the writer's favourite text is one paragraph, forever
+        if out.shape[0] == 2 or eng.thinking_done:
+            row = out.shape[0] - 1
+            boost = torch.zeros_like(out[row, -1])
+            boost[para[step["i"] % len(para)]] = 1e4
+            out[row, -1] += boost
+            step["i"] += 1
+        return out
+
+    model.lm_head.register_forward_hook(loop)
+    list(eng.run(QUESTION, max_steps=400))
+    assert eng.done and len(eng.answer_token_texts) < 200
+    paras = [p.strip() for p in eng.answer_text.split("\n\n") if p.strip()]
+    # it stopped at the first paragraph that repeats an earlier one, not at the budget
+    assert paras[-1] in paras[:-1] and len(set(paras[:-1])) == len(paras) - 1

@@ -24,6 +24,9 @@ class AsrConfig:
     max_buffer_s: float = 15.0  # past this, cut at the last committed word, sentence or not
     prompt_chars: int = 200  # committed text that left the buffer, given as context
     speculative_final: bool = True  # decode at the first silent frame, not at the VAD end
+    # A final needs a hypothesis that heard this far past the end of voiced audio: the VAD
+    # calls speech over before soft unvoiced endings ("France" cut there reads "friends").
+    final_tail_s: float = 0.15
     no_speech_threshold: float = 0.6  # with a low log-probability: the window holds no speech
     logprob_threshold: float = -1.0
 

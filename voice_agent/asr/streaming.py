@@ -149,7 +149,11 @@ class StreamingAsr:
     def _speculation_needed(self) -> bool:
         """A pause is pending and no hypothesis heard the speech up to it yet (one that
         was in flight when the pause came may already have)."""
-        return self._speculate_at is not None and not self._rec.covers(self._speculate_at)
+        if self._speculate_at is None:
+            return False
+        heard_to = self._speculate_at + self.config.final_tail_s
+        # wait for the tail to arrive, unless a hypothesis already heard it
+        return not self._rec.covers(heard_to) and self._rec.buffer_end >= heard_to - 1e-9
 
     def _work(self) -> None:
         while self._has_work():

@@ -104,11 +104,11 @@ class UtteranceRecognizer:
         if not self.is_open:
             return ""
         self.stats.finals += 1
-        if self.covers(speech_end):
+        tail = max(self.config.final_tail_s, 0.2)  # and a little silence helps the last word
+        if self.covers(speech_end + self.config.final_tail_s):
             self.stats.final_reused += 1
         else:
-            end = min(len(self._buffer), int(round((speech_end - self.offset) * SAMPLE_RATE))
-                      + int(0.2 * SAMPLE_RATE))  # a little silence helps the last word
+            end = min(len(self._buffer), int(round((speech_end - self.offset + tail) * SAMPLE_RATE)))
             self._hear(self._decode(self._buffer[:max(0, end)]))
         self._post_commit(self.agreement.commit_all())
         text = words_text(self.agreement.committed).strip()

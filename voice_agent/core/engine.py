@@ -343,9 +343,15 @@ class Engine:
         piece = self.answer.push(tok)
         self.answer_token_texts.append(piece)
         self.write_pending = tok
-        if ends_paragraph(tail, piece) and not self.thinking_done:
-            self.writer_on = False  # each "yes" buys at most one paragraph
-        return [LlmWrite(t=self.clock.now(), token=tok, text=piece, step=self.steps, turn=self.turn)]
+        event = LlmWrite(t=self.clock.now(), token=tok, text=piece, step=self.steps, turn=self.turn)
+        if ends_paragraph(tail, piece):
+            if _repeats_a_paragraph(self.answer.text):
+                # A writer that says a paragraph it already said is looping (small models
+                # do, paragraph after paragraph): the answer is over.
+                self.finished, self.write_pending = True, None
+            elif not self.thinking_done:
+                self.writer_on = False  # each "yes" buys at most one paragraph
+        return [event]
 
     def _split_changed(self) -> None:
         # The split text or its context changed: re-encode it before the writer's next token.
@@ -373,6 +379,13 @@ class Engine:
         self.thoughts_while_listening = 0
         self.since_control = 0
         self.writer_wait = 0  # decode steps the writer sat idle since the user's turn ended
+
+
+def _repeats_a_paragraph(text: str) -> bool:
+    """Is the last paragraph of ``text`` (ending now) the same as an earlier one?"""
+    paras = [" ".join(p.split()).lower() for p in text.split("\n\n")]
+    paras = [p for p in paras if p]
+    return len(paras) >= 2 and paras[-1] in paras[:-1]
 
 
 def _ms(t0: float) -> float:
