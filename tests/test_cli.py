@@ -125,3 +125,14 @@ def test_cascade_mode_speaks_after_whole_utterance(tmp_path):
     assert kinds.index("asr.commit") > kinds.index("vad.end")
     last_write = max(i for i, k in enumerate(kinds) if k == "llm.write")
     assert kinds.index("tts.chunk_ready") > last_write
+
+
+def test_help_lists_every_command_and_each_has_help():
+    from voice_agent.cli import COMMANDS
+
+    top = cli("--help")
+    assert top.returncode == 0
+    for name in COMMANDS:
+        assert name in top.stdout
+        sub = cli(name, "--help")
+        assert sub.returncode == 0 and "usage:" in sub.stdout, name
