@@ -24,7 +24,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from transformers import DynamicCache
 
-from voice_agent.core.decode import EngineConfig, TextStream, forbid_bias, pick_tokens
+from voice_agent.core.decode import (EngineConfig, StreamTexts, TextStream, forbid_bias,
+                                      pick_tokens)
 from voice_agent.core.engine import DONE, LISTENING, THINKING, WRITING, load_model
 from voice_agent.core.layout import Prompts
 from voice_agent.events import Event, LlmListen, LlmStep, LlmThink, LlmWrite
@@ -33,7 +34,7 @@ from voice_agent.trace import SessionClock
 MODES = ("think", "nothink")
 
 
-class Baseline:
+class Baseline(StreamTexts):
     """Think-then-answer (``mode="think"``) or no-think decoding with a ``DynamicCache``."""
 
     def __init__(self, model, tokenizer, mode: str = "think", config: EngineConfig | None = None,
@@ -120,14 +121,6 @@ class Baseline:
     @property
     def idle(self) -> bool:
         return self.finished or not self.user_done
-
-    @property
-    def answer_text(self) -> str:
-        return self.answer.text
-
-    @property
-    def thoughts_text(self) -> str:
-        return self.thoughts.text
 
     # ------------------------------------------------------------ decoding
 

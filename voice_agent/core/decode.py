@@ -115,3 +115,19 @@ class TextStream:
 def ends_paragraph(tail: str, piece: str) -> bool:
     """True when ``piece`` completes a blank line ("\\n\\n") after text ``tail``."""
     return "\n\n" in (tail[-1:] + piece)
+
+
+class StreamTexts:
+    """The text views every decoder offers (the async Engine and the baselines):
+    ``answer`` and ``thoughts`` are the ``TextStream`` each keeps."""
+
+    answer: TextStream
+    thoughts: TextStream
+
+    @property
+    def answer_text(self) -> str:
+        return self.answer.text
+
+    @property
+    def thoughts_text(self) -> str:
+        return self.thoughts.text

@@ -18,8 +18,8 @@ import torch
 
 from voice_agent.core.attention import (ArenaCache, RopeTables, forward_step, make_plan,
                                         use_block_attention)
-from voice_agent.core.decode import (EngineConfig, TextStream, control_decision, ends_paragraph,
-                                     forbid_bias, pick_tokens)
+from voice_agent.core.decode import (EngineConfig, StreamTexts, TextStream, control_decision,
+                                     ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena
 from voice_agent.core.layout import Layout, Prompts, Template
 from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWrite
@@ -39,7 +39,7 @@ def load_model(name: str | None, device: str = "cpu", dtype: torch.dtype = torch
     return model.eval(), tok
 
 
-class Engine:
+class Engine(StreamTexts):
     """AsyncReasoning-style thinker + writer over one block KV arena.
 
     Args:
@@ -167,14 +167,6 @@ class Engine:
     def idle(self) -> bool:
         """Nothing useful to do until a command arrives."""
         return self._next_action() is None
-
-    @property
-    def answer_text(self) -> str:
-        return self.answer.text
-
-    @property
-    def thoughts_text(self) -> str:
-        return self.thoughts.text
 
     # ------------------------------------------------------------ the step
 
