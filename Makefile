@@ -43,7 +43,7 @@ test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not heavy" $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python bench/engine.py --quick
+	$(BIN)/python bench/engine.py --iters 3
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/tts.py
 	$(BIN)/python bench/session.py
