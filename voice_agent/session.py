@@ -34,10 +34,10 @@ from voice_agent.events import (
 from voice_agent.trace import SessionClock
 from voice_agent.worker import BeginTurn, EndOfTurn, Interrupt, Listen, ModelWorker, Stop
 
-DEFAULT_SYSTEM = (
-    "You are a helpful voice assistant. Your answers are spoken aloud, so keep them short "
-    "and conversational: one to three sentences, no lists, no markdown."
-)
+# It states the spoken style only: small models told "you are a voice assistant" answer
+# by introducing themselves instead of the question.
+DEFAULT_SYSTEM = ("Answer the user briefly, in one to three plain spoken sentences, "
+                  "with no lists or markdown.")
 MODES = ("async", "think", "nothink", "cascade")
 
 
