@@ -271,3 +271,18 @@ def test_a_writer_repeating_a_paragraph_ends_the_answer(tiny):
     paras = [p.strip() for p in eng.answer_text.split("\n\n") if p.strip()]
     # it stopped at the first paragraph that repeats an earlier one, not at the budget
     assert paras[-1] in paras[:-1] and len(set(paras[:-1])) == len(paras) - 1
+
+
+def test_warm_up_touches_no_block_and_changes_no_token(tiny):
+    cfg = dict(max_thoughts=24, max_answer=12, control_every=4)
+    cold = engine(tiny, **cfg)
+    list(cold.run(QUESTION))
+    warm = engine(tiny, **cfg)
+    warm.warm_up()
+    assert warm.arena.used_tokens() == 0
+    list(warm.run(QUESTION))
+    assert (warm.thoughts.ids, warm.answer.ids) == (cold.thoughts.ids, cold.answer.ids)
+    base = Baseline(fresh(tiny[0]), tiny[1], "think", EngineConfig(**cfg), SessionClock())
+    base.warm_up()  # the baselines share it
+    list(base.run(QUESTION))
+    assert base.done

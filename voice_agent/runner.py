@@ -248,9 +248,7 @@ def _warm_up(decoder: Any, tts: Any) -> None:
     kernel selection, which is start-up cost, not the latency of a turn."""
     for _ in tts.synthesize("Okay."):
         pass
-    warm = getattr(decoder, "warm_up", None)
-    if warm is not None:
-        warm()
+    decoder.warm_up()
 
 
 def print_summary(result: RunResult, as_json: bool, stream: Any = sys.stdout) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -51,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     model, tok = load_model(args.llm, device=args.device, dtype=torch.float32)
     budgets = {k: v for k, v in (("max_thoughts", args.max_thoughts), ("max_answer", args.max_answer)) if v}
     config = EngineConfig(**budgets)
-    with torch.inference_mode():  # warm-up, before the clock: first calls pay lazy setup
-        model(input_ids=torch.tensor([[0, 1, 2]], device=args.device))
-    clock = SessionClock()  # started after the load, before any prefill
+    clock = SessionClock()
     driver = _driver(args.mode, model, tok, config, clock)
+    driver.warm_up()
+    clock.start = time.monotonic()  # after the load and warm-up, before any prefill
     t_start = clock.now()
     events = _stream(driver, args.question, args.max_steps, out)
     summary = _summary(args.mode, driver, events, t_start)

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from transformers import DynamicCache
 
-from voice_agent.core.decode import (EngineConfig, StreamTexts, TextStream, forbid_bias,
+from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, forbid_bias,
                                       pick_tokens)
 from voice_agent.core.engine import DONE, LISTENING, THINKING, WRITING, load_model
 from voice_agent.core.layout import Prompts
@@ -34,7 +34,7 @@ from voice_agent.trace import SessionClock
 MODES = ("think", "nothink")
 
 
-class Baseline(StreamTexts):
+class Baseline(DecoderBase):
     """Think-then-answer (``mode="think"``) or no-think decoding with a ``DynamicCache``."""
 
     def __init__(self, model, tokenizer, mode: str = "think", config: EngineConfig | None = None,
@@ -113,10 +113,6 @@ class Baseline(StreamTexts):
         if not self.user_done:
             return LISTENING
         return THINKING if self.thinking else WRITING
-
-    @property
-    def done(self) -> bool:
-        return self.finished
 
     @property
     def idle(self) -> bool:

@@ -117,12 +117,19 @@ def ends_paragraph(tail: str, piece: str) -> bool:
     return "\n\n" in (tail[-1:] + piece)
 
 
-class StreamTexts:
-    """The text views every decoder offers (the async Engine and the baselines):
-    ``answer`` and ``thoughts`` are the ``TextStream`` each keeps."""
+class DecoderBase:
+    """What every decoder (the async Engine and the baselines) offers besides its commands:
+    its text streams, whether it is done, and a warm-up. Each keeps ``model``, ``answer``,
+    ``thoughts`` and ``finished``."""
 
+    model: torch.nn.Module
     answer: TextStream
     thoughts: TextStream
+    finished: bool
+
+    @property
+    def done(self) -> bool:
+        return self.finished
 
     @property
     def answer_text(self) -> str:
@@ -131,3 +138,11 @@ class StreamTexts:
     @property
     def thoughts_text(self) -> str:
         return self.thoughts.text
+
+    def warm_up(self) -> None:
+        """One small forward pass before the clock starts: first calls pay for allocation
+        and kernel selection, which is start-up cost, not a turn's latency. Without a step
+        plan the model runs plain causal attention, so no KV block is touched."""
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([[0, 1, 2]], device=device))

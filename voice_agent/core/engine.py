@@ -18,7 +18,7 @@ import torch
 
 from voice_agent.core.attention import (ArenaCache, RopeTables, forward_step, make_plan,
                                         use_block_attention)
-from voice_agent.core.decode import (EngineConfig, StreamTexts, TextStream, control_decision,
+from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena
 from voice_agent.core.layout import Layout, Prompts, Template
@@ -39,7 +39,7 @@ def load_model(name: str | None, device: str = "cpu", dtype: torch.dtype = torch
     return model.eval(), tok
 
 
-class Engine(StreamTexts):
+class Engine(DecoderBase):
     """AsyncReasoning-style thinker + writer over one block KV arena.
 
     Args:
@@ -158,10 +158,6 @@ class Engine(StreamTexts):
         if self.thinking_done:
             return WRITING
         return BOTH if self.writer_on else THINKING
-
-    @property
-    def done(self) -> bool:
-        return self.finished
 
     @property
     def idle(self) -> bool:
