@@ -102,7 +102,7 @@ def _stream(driver, question: str, max_steps: int, out) -> list[Any]:
 
 
 def _summary(mode: str, driver, events: list[Any], t_start: float) -> dict[str, Any]:
-    from voice_agent.events import LlmControl, LlmStep, LlmWrite
+    from voice_agent.events import LlmControl, LlmListen, LlmStep, LlmWrite
 
     per_state: dict[str, list[float]] = defaultdict(list)
     for e in events:
@@ -115,6 +115,8 @@ def _summary(mode: str, driver, events: list[Any], t_start: float) -> dict[str, 
         "mode": mode,
         "thoughts": driver.thoughts_text,
         "answer": driver.answer_text,
+        # how many tokens the question became (as plain text: markers in it stay characters)
+        "question_tokens": sum(e.tokens for e in events if isinstance(e, LlmListen)),
         "steps": sum(len(v) for k, v in per_state.items() if k in decode_states),
         "forward_passes": sum(len(v) for v in per_state.values()) + len(controls),
         "thought_tokens": len(driver.thoughts.ids),

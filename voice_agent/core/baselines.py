@@ -70,7 +70,7 @@ class Baseline(DecoderBase):
         self._new_turn_state()
         self.turn += 1
         self._history = (list(history), system)
-        self.prompts.prompt_text(history, system)  # validate now, not at end of turn
+        self.prompts.prompt_ids(history, system)  # validate now, not at end of turn
         return []
 
     def listen(self, text: str) -> list[Event]:
@@ -152,7 +152,7 @@ class Baseline(DecoderBase):
         open_text = (self.prompts.think_open_text() if self.mode == "think"
                      else self.prompts.nothink_open_text())
         self.thinking = self.mode == "think"
-        return (self.prompts.ids(self.prompts.prompt_text(history, system)) + self.listen_ids
+        return (self.prompts.prompt_ids(history, system) + self.listen_ids
                 + self.prompts.ids(open_text))
 
     def _accept_thought(self, tok: int) -> list[Event]:

@@ -22,7 +22,8 @@ from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, cont
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena
 from voice_agent.core.layout import Layout, Prompts, Template
-from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWrite
+from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
+from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWindow, LlmWrite
 from voice_agent.trace import SessionClock
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,10 @@ class Engine(DecoderBase):
         self.writer_stop = self.prompts.writer_stop_ids()
         self.think_open_ids = self.prompts.ids(self.prompts.think_open_text())
         self.question_ids = self.prompts.ids(self.prompts.template.question)
+        check_fixed(self.arena, {
+            "think_open": len(self.think_open_ids), "question": len(self.question_ids),
+            "writer_split": max(len(self.prompts.ids(self.prompts.template.writer_split)),
+                                len(self.prompts.ids(self.prompts.template.think_close)))})
         s = self.config.sampling
         self.generator = torch.Generator(device=p.device).manual_seed(s.seed) if s else None
         self.turn = 0
@@ -97,8 +102,13 @@ class Engine(DecoderBase):
         self._new_turn_state()
         self.turn += 1
         self._started = True
-        ids = self.prompts.ids(self.prompts.prompt_text(history, system))
-        return [self._prefill("prompt", (("prompt",)), ids, logits=False)[1]]
+        ids, left_out = fit_history(self.prompts.prompt_ids, history, system,
+                                    self.arena.capacity["prompt"])
+        events: list[Event] = []
+        if left_out:  # the oldest history gave way (core/window.py)
+            events.append(LlmWindow(t=self.clock.now(), block="prompt", messages=left_out,
+                                    kept=len(ids), turn=self.turn))
+        return events + [self._prefill("prompt", (("prompt",)), ids, logits=False)[1]]
 
     def listen(self, text: str) -> list[Event]:
         """Append the user's words to the listen block now. Later blocks only shift."""
@@ -107,11 +117,19 @@ class Engine(DecoderBase):
         ids = self.prompts.listen_ids(text, first=self.arena.length["listen"] == 0)
         if not ids:
             return []
+        window: list[Event] = []
+        cap = self.arena.capacity["listen"]
+        if len(ids) > cap:  # one piece longer than the window: its newest words count
+            window.append(LlmWindow(t=self.clock.now(), block="listen", dropped=len(ids) - cap,
+                                    kept=cap, turn=self.turn))
+            ids = ids[-cap:]
+        window += self._make_room("listen", len(ids))
         t0 = time.perf_counter()
         self._prefill("listen", self.layout.listen, ids, logits=False)
         self.listen_text += self.prompts.decode(ids)
         self.thinker_paused = False
-        return [LlmListen(t=self.clock.now(), text=self.prompts.decode(ids), tokens=len(ids),
+        return [*window,
+                LlmListen(t=self.clock.now(), text=self.prompts.decode(ids), tokens=len(ids),
                           turn=self.turn),
                 LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
                         step=self.steps, turn=self.turn)]
@@ -269,6 +287,7 @@ class Engine(DecoderBase):
         self.writer_on, self.writer_wait = True, 0
 
     def _decode(self) -> list[Event]:
+        window = self._make_room("thoughts", 1) if self._thinker_active() else []
         t0, state = time.perf_counter(), self.state
         rows, views, ids = [], [], []
         if self._thinker_active():
@@ -289,8 +308,8 @@ class Engine(DecoderBase):
         self.since_control += 1
         if self.user_done and "writer" not in rows:
             self.writer_wait += 1
-        events: list[Event] = [LlmStep(t=self.clock.now(), state=state, ms=_ms(t0), batch=len(rows),
-                                       step=self.steps, turn=self.turn)]
+        events: list[Event] = [*window, LlmStep(t=self.clock.now(), state=state, ms=_ms(t0),
+                                                batch=len(rows), step=self.steps, turn=self.turn)]
         for row, tok in zip(rows, toks):
             events += self._accept_thought(tok) if row == "thinker" else self._accept_answer(tok)
         return events
@@ -313,7 +332,7 @@ class Engine(DecoderBase):
         self.think_pending = tok
         if not self.user_done:
             self.thoughts_while_listening += 1
-        if len(self.thoughts.ids) >= self.config.max_thoughts:
+        if len(self.thoughts.ids) + self.thoughts_dropped >= self.config.max_thoughts:
             self.thinking_done = True
             self._split_changed()
             # the last thought is never fed: nothing will read its K/V
@@ -341,6 +360,19 @@ class Engine(DecoderBase):
                 self.writer_on = False  # each "yes" buys at most one paragraph
         return [event]
 
+    def _make_room(self, block: str, need: int) -> list[Event]:
+        """Window ``block`` (listen or thoughts) so ``need`` more tokens fit (core/window.py)."""
+        k = tokens_to_drop(self.arena, block, need)
+        if not k:
+            return []
+        drop_front(self.arena, self.rope, block, k)
+        if block == "thoughts":
+            self.thoughts.drop_front(k)
+            self.thoughts_dropped += k
+        self._split_changed()  # the writer's split was computed over the old thoughts
+        return [LlmWindow(t=self.clock.now(), block=block, dropped=k,
+                          kept=self.arena.length[block], turn=self.turn)]
+
     def _split_changed(self) -> None:
         # The split text or its context changed: re-encode it before the writer's next token.
         self.split_stale = self.split_stale or self.config.refresh_writer_split
@@ -365,6 +397,7 @@ class Engine(DecoderBase):
         self.thinker_paused = self.control_due = False
         self.split_stale = True
         self.thoughts_while_listening = 0
+        self.thoughts_dropped = 0  # thought tokens a full window let go (budgets count them)
         self.since_control = 0
         self.writer_wait = 0  # decode steps the writer sat idle since the user's turn ended
 

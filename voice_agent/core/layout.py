@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from voice_agent.core.untrusted import encode_untrusted
 from voice_agent.errors import ModelError
 
 View = tuple[str, ...]
@@ -109,6 +110,9 @@ class Prompts:
         msgs = ([{"role": "system", "content": system}] if system else []) + [
             {"role": m["role"], "content": m["content"]} for m in history
         ] + [{"role": "user", "content": _SENTINEL}]
+        return self._render_messages(msgs)
+
+    def _render_messages(self, msgs: list[dict]) -> tuple[str, str]:
         kwargs = {"enable_thinking": True} if self.template.kind == "qwen3" else {}
         text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kwargs)
         if text.count(_SENTINEL) != 1:
@@ -119,10 +123,36 @@ class Prompts:
     def prompt_text(self, history: Sequence[dict] = (), system: str | None = None) -> str:
         """System and history, then the opening of the new user turn (thoughts are dropped
         from past assistant turns by the chat template, as Qwen3's does)."""
-        for m in history:
-            if m.get("role") not in ("user", "assistant", "system") or not isinstance(m.get("content"), str):
-                raise ValueError(f"history messages need role user/assistant and text content, got {m!r}")
+        _check_history(history)
         return self._render(history, system)[0]
+
+    def prompt_ids(self, history: Sequence[dict] = (), system: str | None = None) -> list[int]:
+        """The ids of ``prompt_text``, with every message's content and the system text
+        encoded as plain text (``encode_untrusted``): only the template's own markup
+        becomes control tokens. Each content is wrapped in sentinels before rendering,
+        so the template lays it out (and may trim it) but its text is never parsed."""
+        _check_history(history)
+        msgs = [{"role": "system", "content": system}] if system else []
+        msgs += [{"role": m["role"], "content": self._history_content(m)} for m in history]
+        wrapped = [{"role": m["role"], "content": f"{_open(i)}{m['content']}{_close(i)}"}
+                   for i, m in enumerate(msgs)]
+        rest = self._render_messages(wrapped + [{"role": "user", "content": _SENTINEL}])[0]
+        ids: list[int] = []
+        for i in range(len(msgs)):
+            if rest.count(_open(i)) != 1 or rest.count(_close(i)) != 1:
+                raise ModelError("the chat template rewrites message content; it cannot be "
+                                 "laid out as plain text")
+            markup, rest = rest.split(_open(i))
+            content, rest = rest.split(_close(i))
+            ids += self.ids(markup) + encode_untrusted(self.tok, content)
+        return ids + self.ids(rest)
+
+    def _history_content(self, m: dict) -> str:
+        # Past thoughts are dropped from assistant turns, as Qwen3's own template does; done
+        # here because the template only sees a sentinel-wrapped copy of the content.
+        if self.template.kind == "qwen3" and m["role"] == "assistant" and "</think>" in m["content"]:
+            return m["content"].split("</think>")[-1].lstrip("\n")
+        return m["content"]
 
     def think_open_text(self) -> str:
         return self.user_tail + self.template.think_open_tail
@@ -133,12 +163,15 @@ class Prompts:
     # ------------------------------------------------------------ ids
 
     def ids(self, text: str) -> list[int]:
+        """Ids of the project's own template text: markers in it are control tokens.
+        Never for outside text; that goes through ``encode_untrusted``."""
         return self.tok.encode(text, add_special_tokens=False)
 
     def listen_ids(self, text: str, first: bool) -> list[int]:
-        """Listen text arrives in pieces; words are joined by one space."""
+        """Listen text arrives in pieces; words are joined by one space. It is the user's
+        (speech, typed or network text): always plain text, never control tokens."""
         text = text.strip() if first else (text if text[:1].isspace() else " " + text)
-        return self.ids(text.rstrip()) if text.strip() else []
+        return encode_untrusted(self.tok, text.rstrip()) if text.strip() else []
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
@@ -188,3 +221,17 @@ class Prompts:
         enc = [self.ids(v) for v in variants]
         single = sorted({e[0] for e in enc if len(e) == 1})
         return single or sorted({e[0] for e in enc if e})
+
+
+def _open(i: int) -> str:
+    return f"\u2063<{i}\u2063"
+
+
+def _close(i: int) -> str:
+    return f"\u2063{i}>\u2063"
+
+
+def _check_history(history: Sequence[dict]) -> None:
+    for m in history:
+        if m.get("role") not in ("user", "assistant", "system") or not isinstance(m.get("content"), str):
+            raise ValueError(f"history messages need role user/assistant and text content, got {m!r}")
