@@ -11,7 +11,7 @@ SAMPLE ?= assets/samples/capital_of_france.wav
 MODE ?= async
 PYTEST_ARGS ?=
 
-.PHONY: install install-test demo test test-fast test-heavy bench samples clean
+.PHONY: install install-test demo test test-fast test-heavy bench samples docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: install
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/tts.py
 	$(BIN)/python bench/session.py
+
+# docs/trace.md and docs/settings.md are generated from the code; re-run after adding an
+# event or a setting (tests/test_docs.py fails until you do).
+docs: install
+	$(BIN)/python docs/generate.py
 
 samples: install
 	$(BIN)/python assets/make_samples.py

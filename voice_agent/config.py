@@ -23,6 +23,8 @@ class ConfigError(VoiceAgentError):
 
 @dataclass
 class RuntimeConfig:
+    """Where and how the language model runs."""
+
     device: str = "cpu"            # cpu | cuda | cuda:N
     dtype: str = "float32"         # float32 | bfloat16 | float16
     # One torch thread by default on a CPU: ASR and TTS run beside the model, and OpenMP

@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True)
 class Event:
-    t: float
+    """The base of every event: ``t`` and the trace tag ``EV``."""
+
+    t: float  # seconds on the session clock when the event was decided (the trace clock)
     EV: ClassVar[str] = "event"
 
     def to_record(self) -> dict[str, Any]:
@@ -27,153 +29,243 @@ class Event:
 
 @dataclass(frozen=True)
 class AudioIn(Event):
-    """Sparse: one per second of input audio, with its level (for the timeline)."""
+    """Sparse: one per second of input audio, with its level (for the timeline).
 
-    audio_t: float = 0.0
-    rms: float = 0.0
+    Posted by the listener on the loop while it reads frames (``asr.config.ListenConfig
+    .audio_in_every_s`` sets the spacing).
+    """
+
+    audio_t: float = 0.0  # seconds on the audio timeline (0 = first input sample) at the end of the frame
+    rms: float = 0.0  # RMS level of that stretch of audio, 0..1 of full scale
     EV: ClassVar[str] = "audio.in"
 
 
 @dataclass(frozen=True)
 class VadStart(Event):
-    audio_t: float = 0.0  # where voiced audio began, on the audio timeline
+    """The VAD opened speech: enough voiced frames inside the start window.
+
+    Posted by the listener on the loop; with no turn open it starts one.
+    """
+
+    audio_t: float = 0.0  # seconds: where voiced audio began, on the audio timeline
+    utterance: int = 0  # 1, 2, … per listener: ties vad.* and asr.* events together
     EV: ClassVar[str] = "vad.start"
 
 
 @dataclass(frozen=True)
 class VadEnd(Event):
-    audio_t: float = 0.0  # true end of voiced audio (before the hangover)
+    """The VAD closed speech after ``vad.hangover_ms`` of silence (so ``t`` is at least the
+    hangover after ``audio_t``). Posted by the listener on the loop."""
+
+    audio_t: float = 0.0  # seconds on the audio timeline: true end of voiced audio (before the hangover)
+    utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "vad.end"
 
 
 @dataclass(frozen=True)
+class TurnDecision(Event):
+    """The end-of-turn policy judged a silence (voice_agent/audio/turn.py)."""
+
+    audio_t: float = 0.0  # audio time the decision heard up to
+    speech_end: float = 0.0  # end of voiced audio before that silence
+    probability: float | None = None  # P(complete) from the model; None: no model asked
+    complete: bool = False  # True: the turn ends here
+    by: str = ""  # model | limit (the long silence limit) | hangover (no model)
+    ms: float = 0.0  # model compute time
+    utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
+    EV: ClassVar[str] = "turn.decision"
+
+
+@dataclass(frozen=True)
 class AsrPartial(Event):
+    """The recogniser's tentative tail after the committed words. Posted by the ASR thread."""
+
     text: str = ""  # tentative tail: shown, never fed to the model
+    utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "asr.partial"
 
 
 @dataclass(frozen=True)
 class AsrCommit(Event):
+    """Words two consecutive hypotheses agree on (LocalAgreement-2): stable from now on.
+
+    Posted by the ASR thread; the session sends the text to the model as listen tokens.
+    """
+
     text: str = ""  # new stable words only; commits are append-only
-    words: list = field(default_factory=list)  # [[word, start_s, end_s], ...] audio times
+    words: list = field(default_factory=list)  # [[word, start_s, end_s], ...] seconds on the audio timeline
+    utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "asr.commit"
 
 
 @dataclass(frozen=True)
 class AsrFinal(Event):
+    """The utterance's final transcript (a speculative pass at the first silent frame, or
+    one after the VAD end). Posted by the ASR thread; it ends the user's turn."""
+
     text: str = ""  # the whole utterance
-    speech_end: float = 0.0  # audio time of the end of voiced speech
+    speech_end: float = 0.0  # seconds on the audio timeline: the end of voiced speech
+    utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "asr.final"
 
 
 @dataclass(frozen=True)
 class LlmListen(Event):
-    text: str = ""
-    tokens: int = 0
-    turn: int = 0
+    """User words appended to the listen block. Posted by the model worker."""
+
+    text: str = ""  # the text the appended tokens decode to
+    tokens: int = 0  # how many tokens were appended
+    turn: int = 0  # the session's turn number, from 1 (the session rewrites the engine's own count)
     EV: ClassVar[str] = "llm.listen"
 
 
 @dataclass(frozen=True)
 class LlmThink(Event):
-    token: int = 0
-    text: str = ""
-    step: int = 0
-    turn: int = 0
+    """One thinker token (private thoughts, never spoken). Posted by the model worker."""
+
+    token: int = 0  # token id in the model's vocabulary
+    text: str = ""  # the text this token adds (empty while a multi-byte character is incomplete)
+    step: int = 0  # the decoder's step counter when the token was chosen
+    turn: int = 0  # the session's turn number, from 1
     EV: ClassVar[str] = "llm.think"
 
 
 @dataclass(frozen=True)
 class LlmWrite(Event):
-    token: int = 0
-    text: str = ""
-    step: int = 0
-    turn: int = 0
+    """One writer token of the spoken answer. Posted by the model worker; the session
+    feeds it to the TTS chunker."""
+
+    token: int = 0  # token id in the model's vocabulary
+    text: str = ""  # the text this token adds (empty while a multi-byte character is incomplete)
+    step: int = 0  # the decoder's step counter when the token was chosen
+    turn: int = 0  # the session's turn number, from 1
     EV: ClassVar[str] = "llm.write"
 
 
 @dataclass(frozen=True)
 class LlmControl(Event):
-    p_yes: float = 0.0
-    p_no: float = 0.0
-    decision: bool = False
-    ms: float = 0.0
-    step: int = 0
-    turn: int = 0
+    """One control question: may the writer speak one more paragraph? Async mode only;
+    posted by the model worker."""
+
+    p_yes: float = 0.0  # probability of "yes" at the next position, summed over its spellings
+    p_no: float = 0.0  # probability of "no", summed over its spellings
+    decision: bool = False  # p_yes > p_no: the writer may write one more paragraph
+    ms: float = 0.0  # milliseconds of wall time for the question's forward pass
+    step: int = 0  # the decoder's step counter
+    turn: int = 0  # the session's turn number, from 1
     EV: ClassVar[str] = "llm.control"
 
 
 @dataclass(frozen=True)
 class LlmStep(Event):
+    """One forward pass of the language model. Posted by the model worker."""
+
+    # the engine state (listening, thinking, thinking_and_writing, writing), or the kind of
+    # pass: "prefill:<block>", "listen_insert", or "prefill" (baselines)
     state: str = ""
-    ms: float = 0.0
-    batch: int = 1
-    step: int = 0
-    turn: int = 0
+    ms: float = 0.0  # milliseconds of wall time for the pass
+    batch: int = 1  # rows in the pass: 2 when thinker and writer step together
+    step: int = 0  # the decoder's step counter after the pass
+    turn: int = 0  # the session's turn number, from 1
     EV: ClassVar[str] = "llm.step"
 
 
 @dataclass(frozen=True)
+class LlmWindow(Event):
+    """A full KV block gave way by its capacity policy (``core/window.py``): ``dropped``
+    tokens (or, for the prompt, history ``messages``) left it, ``kept`` stayed."""
+
+    block: str = ""  # the KV block that was full
+    dropped: int = 0  # tokens that left the block
+    kept: int = 0  # tokens that stayed
+    messages: int = 0  # prompt block only: history messages dropped
+    turn: int = 0  # the session's turn number, from 1
+    EV: ClassVar[str] = "llm.window"
+
+
+@dataclass(frozen=True)
 class TtsChunkReady(Event):
-    index: int = 0
-    text: str = ""
+    """A chunk's audio was fully synthesised and handed to the sink. Posted by the TTS
+    thread; ``t`` is when its last audio reached the sink."""
+
+    index: int = 0  # the chunk's number within the answer, from 0
+    text: str = ""  # the normalised words that were spoken
     synth_s: float = 0.0        # synthesis start → its last audio handed to the sink
     first_audio_s: float = 0.0  # synthesis start → its first audio handed to the sink
-    audio_s: float = 0.0
+    audio_s: float = 0.0  # seconds of audio the chunk produced
+    # in the trace, the session's turn number; in flight, the answer generation that made
+    # the chunk (the session rewrites it before tracing)
     turn: int = 0
     EV: ClassVar[str] = "tts.chunk_ready"
 
 
 @dataclass(frozen=True)
 class AudioPlayStart(Event):
-    index: int = 0
-    turn: int = 0
+    """A chunk's first sample plays (``t`` is that moment). Posted by the sink."""
+
+    index: int = 0  # the chunk's number within the answer, from 0
+    turn: int = 0  # as in tts.chunk_ready: the turn number in the trace, the generation in flight
     EV: ClassVar[str] = "audio.play_start"
 
 
 @dataclass(frozen=True)
 class AudioPlayEnd(Event):
-    index: int = 0
-    turn: int = 0
-    interrupted: bool = False
+    """A chunk stopped playing: its last sample played, or a barge-in cut it. Posted by
+    the sink."""
+
+    index: int = 0  # the chunk's number within the answer, from 0
+    turn: int = 0  # as in tts.chunk_ready: the turn number in the trace, the generation in flight
+    interrupted: bool = False  # cut before its end
     EV: ClassVar[str] = "audio.play_end"
 
 
 @dataclass(frozen=True)
 class BargeIn(Event):
-    turn: int = 0
-    heard_chars: int = 0
-    heard_tokens: int = 0
+    """The user spoke over the answer and the session confirmed it: playback stopped and
+    the answer was cut to what had been heard. Posted by the session; ``t`` is when it
+    decided."""
+
+    turn: int = 0  # the session's turn number, from 1
+    heard_chars: int = 0  # answer characters kept (heard by the user)
+    heard_tokens: int = 0  # answer tokens kept; the engine truncates its answer block to these
     EV: ClassVar[str] = "bargein"
 
 
 @dataclass(frozen=True)
 class TurnStart(Event):
-    turn: int = 0
+    """A turn opens (speech started with no answer under way). Posted by the session."""
+
+    turn: int = 0  # the session's turn number, from 1
     EV: ClassVar[str] = "turn.start"
 
 
 @dataclass(frozen=True)
 class TurnEnd(Event):
-    turn: int = 0
-    user: str = ""
-    answer: str = ""
-    interrupted: bool = False
+    """A turn closes: the answer finished playing, nothing was heard, or the session ended.
+    Posted by the session."""
+
+    turn: int = 0  # the session's turn number, from 1
+    user: str = ""  # what the user said (the finals joined)
+    answer: str = ""  # the answer as heard: cut to the heard part after a barge-in
+    interrupted: bool = False  # a barge-in cut the answer, or the session ended before it did
     EV: ClassVar[str] = "turn.end"
 
 
 @dataclass(frozen=True)
 class Error(Event):
-    where: str = ""
-    message: str = ""
+    """A component failed (the model worker, the ASR or TTS thread, closing). Posted by
+    that component; the session ends with exit code 1."""
+
+    where: str = ""  # the component, and for the model worker the file and line
+    message: str = ""  # the exception's type and text
     EV: ClassVar[str] = "error"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EV: cls
     for cls in (
-        AudioIn, VadStart, VadEnd, AsrPartial, AsrCommit, AsrFinal, LlmListen, LlmThink,
-        LlmWrite, LlmControl, LlmStep, TtsChunkReady, AudioPlayStart, AudioPlayEnd, BargeIn,
+        AudioIn, VadStart, VadEnd, TurnDecision, AsrPartial, AsrCommit, AsrFinal, LlmListen, LlmThink,
+        LlmWrite, LlmControl, LlmStep, LlmWindow, TtsChunkReady, AudioPlayStart, AudioPlayEnd, BargeIn,
         TurnStart, TurnEnd, Error,
     )
 }

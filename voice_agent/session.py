@@ -43,13 +43,15 @@ MODES = ("async", "think", "nothink", "cascade")
 
 @dataclass
 class SessionConfig:
-    mode: str = "async"
-    system_prompt: str = DEFAULT_SYSTEM
+    """How one conversation runs: the decoding mode, the system prompt and barge-in."""
+
+    mode: str = "async"  # async (think while listening and speaking) | think | nothink | cascade
+    system_prompt: str = DEFAULT_SYSTEM  # the system message of every turn
     headphones: bool = False      # no echo reaches the mic: any confirmed speech barges in
     bargein_min_s: float = 0.25   # speech shorter than this while playing is ignored
     echo_overlap: float = 0.6     # recognised words this much inside recent playback = echo
     end_wait_s: float = 60.0      # after the input ends, how long to wait for the answer
-    max_history_turns: int = 8
+    max_history_turns: int = 8  # past exchanges (user + spoken answer) kept in the prompt
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

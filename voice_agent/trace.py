@@ -16,6 +16,21 @@ from voice_agent.events import EVENT_TYPES, Event
 
 SCHEMA_VERSION = 1
 
+# The header line's keys and what they hold; docs/trace.md is generated from this table
+# (a test checks that a written header has exactly these keys).
+HEADER_FIELDS: dict[str, str] = {
+    "ev": 'always "header": the first line of every trace',
+    "schema": "the trace schema version; readers refuse any other",
+    "t": "always 0.0: the session clock starts here",
+    "wall_time": "Unix time in seconds when the trace was opened",
+    "config": "the resolved settings tree (docs/settings.md), one table per section; a "
+              "session adds `mode` and `audio_clock_offset` (seconds on the session clock "
+              "of audio time 0, to map `audio_t` onto `t`)",
+    "models": "per role (llm, asr, tts): how the model resolved (role, name, source, path, "
+              "description, size_bytes, sha256_ok)",
+    "host": "node, python and machine of the computer that ran the session",
+}
+
 
 class SessionClock:
     """Seconds since the session started, on the monotonic clock, shared by all threads."""

@@ -28,7 +28,7 @@ class AsrConfig:
     # calls speech over before soft unvoiced endings ("France" cut there reads "friends").
     final_tail_s: float = 0.15
     no_speech_threshold: float = 0.6  # with a low log-probability: the window holds no speech
-    logprob_threshold: float = -1.0
+    logprob_threshold: float = -1.0  # average token log-probability below which, with no_speech_threshold, a window is dropped
 
     def __post_init__(self) -> None:
         if self.encoder_window not in ("fit", "full"):

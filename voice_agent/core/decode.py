@@ -32,6 +32,7 @@ class Sampling:
 class EngineConfig:
     """Options of the async engine and the baselines (budgets count tokens)."""
 
+    # tokens each KV block may hold; the arena is allocated once at this size
     capacity: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
     control_every: int = 20          # steps between control questions (reference: 20)
     max_listen_thoughts: int = 256   # thought tokens allowed while the user still speaks
