@@ -80,7 +80,7 @@ def bench_hf(model, n: int, iters: int) -> tuple[float, int]:
     def step():
         with torch.inference_mode():
             model(input_ids=torch.tensor([[5], [6]]), position_ids=torch.tensor([[pos[0]], [pos[0]]]),
-                  past_key_values=cache, use_cache=True, logits_to_keep=1)
+                  cache=cache, use_cache=True, logits_to_keep=1)
         pos[0] += 1
 
     bytes_b2 = sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))

@@ -49,7 +49,7 @@ def write(model, arena, cache, rope, view, ids, all_logits=False):
     x = torch.tensor([ids])
     with torch.no_grad():
         if all_logits:
-            return model(input_ids=x, position_ids=plan.position_ids, past_key_values=cache,
+            return model(input_ids=x, position_ids=plan.position_ids, cache=cache,
                          block_plan=plan).logits[0]
         return forward_step(model, cache, x, plan)[0]
 
@@ -77,7 +77,7 @@ def test_thinking_only_equals_hf_greedy(shape):
     x = torch.tensor([prompt + listen + opener])
     with torch.no_grad():
         for _ in range(12):
-            lg = ref(input_ids=x, past_key_values=dc, use_cache=True).logits[0, -1]
+            lg = ref(input_ids=x, cache=dc, use_cache=True).logits[0, -1]
             hf.append(int(lg.argmax()))
             hf_logits.append(lg)
             x = torch.tensor([[hf[-1]]])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from voice_agent.errors import ModelError
+from voice_agent.quiet import quiet_loading
 
 ROLES = ("llm", "asr", "tts")
 TINY_LLM = "tiny"
@@ -322,8 +323,9 @@ def load_llm(name: str | None = None, device: str = "cpu", dtype: Any = None) ->
     if path.suffix == ".gguf":
         path = _converted_gguf(resolved)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError) as e:
         raise ModelError(f"llm {resolved.name!r}: cannot load {path} ({str(e).splitlines()[0][:160]})") from None
     model.to(device).eval()
@@ -343,8 +345,9 @@ def _converted_gguf(resolved: ResolvedModel) -> Path:
     print(f"converting {resolved.path.name} to safetensors under {out} (once; about 20 s)…",
           file=sys.stderr)
     kw = {"gguf_file": resolved.path.name}
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path.parent, **kw)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path.parent, **kw)
+    with quiet_loading():  # the line above says what happens and how long it takes
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path.parent, **kw)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path.parent, **kw)
     # The weights are already dequantised to plain tensors; only the GGUF marker blocks
     # save_pretrained, so drop it and save an ordinary safetensors checkpoint.
     model.hf_quantizer = None
@@ -352,8 +355,9 @@ def _converted_gguf(resolved: ResolvedModel) -> Path:
         del model.config.quantization_config
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    with quiet_loading():
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     (tmp / "source.sha256").write_text(sha)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)

@@ -12,6 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
+from voice_agent.quiet import quiet_loading
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 BUILD_VERSION = 2  # bump to rebuild cached copies when this recipe changes
 VOCAB_SIZE = 768
@@ -97,8 +99,9 @@ def ensure_tiny_llm(out: Path) -> Path:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    with quiet_loading():
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     (tmp / "voice_agent_build.json").write_text(json.dumps({"version": BUILD_VERSION, "noise": True}))
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)

@@ -344,9 +344,9 @@ def forward_step(model: torch.nn.Module, cache: ArenaCache, input_ids: torch.Ten
     assert plan.position_ids.shape == (B, T), f"plan is {tuple(plan.position_ids.shape)}, ids {B, T}"
     if not logits:
         model.get_decoder()(input_ids=input_ids, position_ids=plan.position_ids,
-                            past_key_values=cache, use_cache=True, block_plan=plan)
+                            cache=cache, use_cache=True, block_plan=plan)
         return None
-    out = model(input_ids=input_ids, position_ids=plan.position_ids, past_key_values=cache,
+    out = model(input_ids=input_ids, position_ids=plan.position_ids, cache=cache,
                 use_cache=True, logits_to_keep=1, block_plan=plan)
     return out.logits[:, -1].float()
 

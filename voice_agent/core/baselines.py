@@ -128,7 +128,7 @@ class Baseline(DecoderBase):
         ids, prefill = self._feed, len(self._feed) > 1
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
         with torch.inference_mode():
-            out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+            out = self.model(input_ids=x, cache=self.cache, use_cache=True, logits_to_keep=1)
         bias = self.bias["thinker" if self.thinking else "writer"][None]
         tok = pick_tokens(out.logits[:, -1].float(), bias, self.config.sampling, self.generator)[0]
         self.steps += 1
