@@ -14,7 +14,7 @@ import sys
 from voice_agent.errors import VoiceAgentError
 
 COMMANDS = ["live", "replay", "think", "transcribe", "listen", "say", "report", "models",
-            "devices"]
+            "devices", "serve", "eval", "train-flythinker"]
 DEFAULT_COMMAND = "live"  # bare `python run_assistant.py` talks through the microphone
 
 
@@ -27,7 +27,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS if only is None else [only]:
-        mod = importlib.import_module(f"voice_agent.commands.{name}")
+        # a command "a-b" lives in commands/a_b.py
+        mod = importlib.import_module(f"voice_agent.commands.{name.replace('-', '_')}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

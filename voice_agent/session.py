@@ -327,6 +327,15 @@ class Session:
     def _on_error(self, ev: Error) -> None:
         self.failed = f"{ev.where}: {ev.message}"
 
+    def interrupt(self) -> bool:
+        """A barge-in decided by the client (it stopped playing the answer, as a Realtime
+        client's ``conversation.item.truncate`` says): cut here as if the user had spoken.
+        False when no answer is playing."""
+        if self.cur is None or not self._assistant_speaking():
+            return False
+        self._cut_answer(audible=True)
+        return True
+
     # ------------------------------------------------------------ turn helpers
 
     def _audible(self) -> bool:
