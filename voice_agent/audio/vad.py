@@ -35,6 +35,14 @@ class VadConfig:
     # earliest; gaps between words are mostly shorter than ~100 ms, so a longer wait trades
     # a little final latency for far fewer wasted passes.
     pause_ms: int = 20
+    # The end-of-turn policy (voice_agent/audio/turn.py): a manifest name or an .onnx
+    # path of the model that judges whether the turn is complete, or "none" for the
+    # fixed hangover alone (the behaviour before the model).
+    turn_model: str = "smart-turn-v3.2"
+    turn_pause_ms: int = 200  # silence after which the model is asked (the short pause)
+    turn_limit_ms: int = 2000  # an "incomplete" turn still ends after this much silence
+    turn_threshold: float = 0.5  # P(complete) at or above this ends the turn
+    turn_recheck_ms: int = 500  # while "incomplete", ask again after this much more silence
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -47,6 +55,13 @@ class VadConfig:
         if not FRAME_MS <= self.pause_ms <= self.hangover_ms:
             raise ValueError(f"vad pause_ms must be between {FRAME_MS} and hangover_ms, "
                              f"got {self.pause_ms}")
+        if not self.pause_ms <= self.turn_pause_ms <= self.turn_limit_ms:
+            raise ValueError("vad needs pause_ms <= turn_pause_ms <= turn_limit_ms, got "
+                             f"{self.pause_ms}, {self.turn_pause_ms}, {self.turn_limit_ms}")
+        if not 0.0 < self.turn_threshold < 1.0:
+            raise ValueError(f"vad turn_threshold must be in (0, 1), got {self.turn_threshold}")
+        if not isinstance(self.turn_model, str) or not self.turn_model:
+            raise ValueError(f"vad turn_model must be a name, a path or 'none', got {self.turn_model!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +86,12 @@ VadDecision = VadStart | VadEnd | SpeechPause | SpeechResume
 class Vad:
     """Endpointing over a frame stream. Cheap (tens of µs per frame): run it inline."""
 
-    def __init__(self, config: VadConfig = VadConfig()) -> None:
+    def __init__(self, config: VadConfig = VadConfig(), hangover_ms: int | None = None) -> None:
+        """``hangover_ms`` overrides the config's (the turn policy sets its long limit)."""
         import webrtcvad
 
         self.config = config
+        self.hangover_s = (hangover_ms if hangover_ms is not None else config.hangover_ms) / 1000
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._min_rms = 10 ** (config.min_level_dbfs / 20)
         self._start_frames = max(1, config.start_ms // FRAME_MS)
@@ -109,7 +126,7 @@ class Vad:
         if not self._paused and silent_s >= self.config.pause_ms / 1000 - 1e-9:
             self._paused = True
             out.append(SpeechPause(t=frame.t, audio_t=self.last_voiced_end))
-        if silent_s >= self.config.hangover_ms / 1000 - 1e-9:
+        if silent_s >= self.hangover_s - 1e-9:
             out.append(self._end(frame.t))
         return out
 
@@ -129,6 +146,10 @@ class Vad:
     def _end(self, t: float) -> VadEnd:
         self.in_speech, self._paused = False, False
         return VadEnd(t=t, audio_t=self.last_voiced_end)
+
+    def end_now(self, t: float) -> VadEnd:
+        """Close speech now (the turn policy decided the turn is over)."""
+        return self._end(t)
 
     def flush(self, t: float) -> list[VadDecision]:
         """End of input: close open speech at its last voiced frame."""

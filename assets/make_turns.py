@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Regenerate the turn-taking clips: questions in voices the project never trained on.
+
+``assets/turns/`` holds the end-of-turn benchmark set (bench/turns.py): espeak-ng voices
+(not piper joe) at several speeds, some with background noise, and a *pause* set whose
+questions stop for 600–800 ms where the sentence is plainly unfinished ("what is the
+capital of … Australia?"). ``assets/turns/moon_pause.wav`` is the test clip
+(tests/test_turn.py), made with the embedded piper voice the same way.
+
+A pause is spliced into one synthesised sentence rather than synthesised as a break:
+a TTS ends a clause before an explicit break with a final fall, which is not how people
+hesitate. The splice point is the gap between the two words (from faster-whisper's word
+times), moved to the quietest 10 ms nearby.
+
+Needs espeak-ng (apt-get install espeak-ng). Run: python assets/make_turns.py
+Writes 16 kHz mono FLAC (half the size of WAV) and turns.json (text, pause, voice).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from voice_agent.audio import SAMPLE_RATE  # noqa: E402
+from voice_agent.audio.wav import read_wav, resample, write_wav  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "turns"
+LEAD_S, TAIL_S = 0.5, 1.0
+# "|" marks where the pause goes. (name, text, voice, words per minute, pause s, noise SNR dB)
+CLIPS = [
+    ("moon", "How far away is the moon?", "en-us", 165, 0, None),
+    ("tokyo", "What time is it in Tokyo right now?", "en-gb", 200, 0, None),
+    ("book", "Can you recommend a good book about history?", "en-us+f3", 140, 0, 20),
+    ("pride", "Who wrote Pride and Prejudice?", "en-gb-scotland", 165, 0, None),
+    ("mountain", "What is the tallest mountain in the world?", "en-029", 130, 0, 25),
+    ("lights", "Please turn off the lights in the kitchen.", "en-us+m3", 190, 0, None),
+    ("australia_p", "What is the capital of | Australia?", "en-us", 165, 0.7, None),
+    ("cheetah_p", "So what I want to know is | how fast a cheetah can run.", "en-gb", 150, 0.8, None),
+    ("canada_p", "Could you tell me the | population of Canada?", "en-us+f3", 190, 0.6, 20),
+    ("table_p", "I would like to book a table for | four people tonight.", "en-gb-scotland", 140, 0.75, None),
+    ("leap_p", "How many days are there in | a leap year?", "en-029", 175, 0.65, 25),
+    ("sister_p", "Remind me to call | my sister tomorrow morning.", "en-us+m3", 160, 0.7, None),
+]
+TEST_CLIP = ("moon_pause", "So what I want to know is | how far away the moon is.", 0.7)
+
+
+def espeak(text: str, voice: str, wpm: int) -> np.ndarray:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        sys.exit("error: espeak-ng not found (apt-get install espeak-ng)")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "out.wav"
+        subprocess.run([exe, "-v", voice, "-s", str(wpm), "-w", str(path), text], check=True)
+        return read_wav(path, SAMPLE_RATE)
+
+
+def piper(text: str) -> np.ndarray:
+    from piper import PiperVoice
+
+    from voice_agent.models import resolve_model
+
+    voice = PiperVoice.load(str(resolve_model("tts").path))
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    return resample(audio.astype(np.float32), voice.config.sample_rate, SAMPLE_RATE)
+
+
+def trim(audio: np.ndarray, level: float = 0.005) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(audio) > level)
+    return audio[loud[0]:loud[-1] + 1] if len(loud) else audio
+
+
+def splice_point(audio: np.ndarray, words_before: int) -> int:
+    """Sample index between word ``words_before`` and the next, at the quietest 10 ms."""
+    from voice_agent.asr.whisper import load_whisper
+
+    segments, _ = load_whisper().transcribe(audio, language="en", word_timestamps=True)
+    words = [w for s in segments for w in s.words]
+    gap = (words[words_before - 1].end + words[words_before].start) / 2
+    hop = SAMPLE_RATE // 100
+    centre = int(gap * SAMPLE_RATE)
+    starts = range(max(0, centre - 6 * hop), min(len(audio) - hop, centre + 6 * hop), hop // 2)
+    return min(starts, key=lambda i: float(np.sum(audio[i:i + hop] ** 2))) + hop // 2
+
+
+def build(text: str, synth, pause_s: float, snr_db: float | None, seed: int) -> np.ndarray:
+    before, sep, _ = text.partition("|")
+    audio = trim(synth(text.replace("|", "").replace("  ", " ")))
+    if sep:
+        cut = splice_point(audio, len(before.split()))
+        audio = np.concatenate([audio[:cut], np.zeros(int(pause_s * SAMPLE_RATE), np.float32),
+                                audio[cut:]])
+    audio = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
+                            np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
+    audio = 0.5 * audio / max(1e-6, float(np.max(np.abs(audio))))
+    if snr_db is not None:  # steady noise over the whole clip, as a fan or a street would
+        speech_rms = float(np.sqrt(np.mean(audio[np.abs(audio) > 0.01] ** 2)))
+        noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
+        audio = audio + noise * speech_rms / 10 ** (snr_db / 20)
+    return audio.astype(np.float32)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    meta = {}
+    for i, (name, text, voice, wpm, pause_s, snr) in enumerate(CLIPS):
+        audio = build(text, lambda t, v=voice, s=wpm: espeak(t, v, s), pause_s, snr, seed=i)
+        path = OUT / f"{name}.flac"
+        write_wav(path, audio, SAMPLE_RATE)
+        meta[path.name] = {"text": text.replace("| ", ""), "voice": f"espeak-ng {voice}",
+                           "wpm": wpm, "pause_s": pause_s, "snr_db": snr}
+        print(f"{path.name}: {len(audio) / SAMPLE_RATE:.2f} s")
+    (OUT / "turns.json").write_text(json.dumps(meta, indent=1) + "\n")
+    name, text, pause_s = TEST_CLIP
+    path = OUT / f"{name}.wav"
+    write_wav(path, build(text, piper, pause_s, None, seed=0), SAMPLE_RATE)
+    print(f"{path.name}: piper joe, {pause_s} s pause")
+
+
+if __name__ == "__main__":
+    main()

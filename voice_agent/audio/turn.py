@@ -1,0 +1,154 @@
+"""When is the user's turn over? The end-of-turn policy, in one place.
+
+A fixed silence timeout cannot tell "what is the capital of France" (done: answer now)
+from "so what I want to know is…" (a breath: keep listening). So the VAD's silence only
+asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
+
+- after ``turn_pause_ms`` of silence (the short pause) the model reads the utterance's
+  last 8 s: P(complete) ≥ ``turn_threshold`` ends the turn at once;
+- "incomplete" keeps listening; the model is asked again every ``turn_recheck_ms`` of
+  further silence (0: never), and ``turn_limit_ms`` of silence ends the turn whatever it
+  says (the VAD's hangover is set to that limit);
+- with ``turn_model = "none"``, or when the model cannot be loaded (one warning), the
+  turn ends after the fixed ``hangover_ms``, as before the model existed; a model that
+  fails while running falls back the same way, with one warning.
+
+Each decision is a ``turn.decision`` event: who decided (model, limit, hangover), the
+probability, and the audio time. The recogniser's speculative final pass starts at the
+VAD's pause hint (``pause_ms`` ≤ ``turn_pause_ms``), so by the time the model says
+"complete" the final hypothesis is mostly decoded already.
+
+Barge-in does not use the model: an interruption is decided by speech that lasts (and,
+with speakers, by recognised words that are not our echo), not by whether the
+interrupting sentence is complete; waiting for completeness would only keep the
+assistant talking over the user. The model only decides when a turn has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Callable
+
+import numpy as np
+
+from voice_agent.audio import FRAME_MS
+from voice_agent.audio.frames import AudioFrame
+from voice_agent.audio.smart_turn import WINDOW_S, SmartTurn
+from voice_agent.audio.sources import Clock
+from voice_agent.audio.vad import VadConfig
+from voice_agent.errors import VoiceAgentError
+from voice_agent.events import Event, TurnDecision
+
+logger = logging.getLogger(__name__)
+
+NO_MODEL = "none"
+
+
+def load_turn_model(config: VadConfig) -> SmartTurn | None:
+    """The configured end-of-turn model, or None (``none``, or it failed: one warning)."""
+    if config.turn_model.lower() == NO_MODEL:
+        return None
+    try:
+        return SmartTurn.load(config.turn_model)
+    except VoiceAgentError as e:
+        logger.warning("end-of-turn model unavailable, turns end after %d ms of silence "
+                       "instead: %s", config.hangover_ms, e)
+        return None
+
+
+class TurnPolicy:
+    """Decides, frame by frame inside speech, whether the user's turn is over.
+
+    The listener calls ``begin`` at each VAD start (with the pre-roll), ``push`` with
+    every frame of the utterance, and ``check`` on each frame that is still inside
+    speech; ``check`` returns True when the turn ends now (the listener then closes the
+    VAD). ``emit`` receives the ``TurnDecision`` events.
+    """
+
+    def __init__(self, config: VadConfig, model: SmartTurn | None, clock: Clock,
+                 emit: Callable[[Event], None]) -> None:
+        self.config = config
+        self.model = model
+        self.clock = clock
+        self.emit = emit
+        self._frames: deque[np.ndarray] = deque(maxlen=int(WINDOW_S * 1000 / FRAME_MS))
+        self._utterance = 0
+        self._pause_of: float | None = None  # last_voiced_end of the pause being judged
+        self._asked = 0  # model calls during that pause
+        self._warned = False
+
+    @property
+    def vad_limit_ms(self) -> int:
+        """The silence after which the VAD itself closes speech."""
+        return self.config.turn_limit_ms if self.model is not None else self.config.hangover_ms
+
+    @property
+    def by_limit(self) -> str:
+        """How a VAD-closed turn is labelled: the model's long limit, or the plain hangover."""
+        return "limit" if self.model is not None else "hangover"
+
+    def begin(self, utterance: int, pcm: np.ndarray) -> None:
+        self._utterance = utterance
+        self._frames.clear()
+        self._frames.append(pcm)
+        self._pause_of, self._asked = None, 0
+
+    def push(self, pcm: np.ndarray) -> None:
+        self._frames.append(pcm)
+
+    def check(self, frame: AudioFrame, last_voiced_end: float) -> bool:
+        """Called on a frame inside speech; True: the turn ends now."""
+        silent_ms = (frame.end_t - last_voiced_end) * 1000
+        if silent_ms < FRAME_MS - 1e-6:
+            return False  # voiced frame
+        if self._pause_of != last_voiced_end:
+            self._pause_of, self._asked = last_voiced_end, 0
+        if self.model is None:  # failed while running: the plain hangover, as without one
+            if silent_ms >= self.config.hangover_ms - 1e-6:
+                self._decide(frame, last_voiced_end, None, True, "hangover")
+                return True
+            return False
+        if silent_ms < self._next_ask_ms() - 1e-6:
+            return False
+        self._asked += 1
+        try:
+            p = self.model.probability(self._audio())
+        except Exception as e:  # onnxruntime errors have no common base: any failure falls back
+            self._fail(e)
+            return self.check(frame, last_voiced_end)
+        complete = p >= self.config.turn_threshold
+        self._decide(frame, last_voiced_end, p, complete, "model")
+        return complete
+
+    def _next_ask_ms(self) -> float:
+        c = self.config
+        if self._asked == 0:
+            return c.turn_pause_ms
+        if c.turn_recheck_ms <= 0:
+            return float("inf")
+        return c.turn_pause_ms + self._asked * c.turn_recheck_ms
+
+    def closed_by_vad(self, t: float, audio_t: float, last_voiced_end: float) -> None:
+        """The VAD closed speech on its own (the long limit, or the plain hangover)."""
+        self.emit(TurnDecision(t=t, audio_t=round(audio_t, 3), speech_end=round(last_voiced_end, 3),
+                               probability=None, complete=True, by=self.by_limit,
+                               utterance=self._utterance))
+
+    def _audio(self) -> np.ndarray:
+        return np.concatenate(list(self._frames)).astype(np.float32) / 32768.0
+
+    def _decide(self, frame: AudioFrame, speech_end: float, p: float | None, complete: bool,
+                by: str) -> None:
+        self.emit(TurnDecision(
+            t=self.clock.now(), audio_t=round(frame.end_t, 3), speech_end=round(speech_end, 3),
+            probability=None if p is None else round(p, 4), complete=complete, by=by,
+            ms=round(self.model.last_ms, 1) if by == "model" and self.model else 0.0,
+            utterance=self._utterance))
+
+    def _fail(self, e: Exception) -> None:
+        if not self._warned:
+            logger.warning("end-of-turn model failed (%s: %s); turns end after %d ms of "
+                           "silence from now on", type(e).__name__, e, self.config.hangover_ms)
+            self._warned = True
+        self.model = None
