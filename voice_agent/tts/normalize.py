@@ -27,10 +27,9 @@ tables beyond dropping their borders, and context (no "St." as saint vs street).
 from __future__ import annotations
 
 from voice_agent.tts.rules import RULES
-from voice_agent.tts.units import lex, render
+from voice_agent.tts.units import speak_text
 
 
 def normalize(text: str) -> str:
     """The whole ``text`` as one line of speakable words."""
-    units, _ = lex(text, 0, 0, RULES, final=True)
-    return render(units).text
+    return speak_text(text, RULES)

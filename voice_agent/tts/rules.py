@@ -14,7 +14,8 @@ import regex
 
 from voice_agent.tts import numbers
 from voice_agent.tts.latex import speak_latex
-from voice_agent.tts.units import CLAUSE, CLOSE, MARK, PUNCT, SENTENCE, SPACE, WORD, Rule
+from voice_agent.tts.units import (CLAUSE, CLOSE, MARK, PUNCT, SENTENCE, SPACE, WORD, Rule,
+                                   speak_text)
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
           r"|Sept?(?:ember)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
@@ -47,9 +48,9 @@ _UNITS_ATTACHED_RE = "|".join(map(regex.escape, _UNIT_ATTACHED))
 
 
 def _nested(text: str) -> str:
-    from voice_agent.tts.normalize import normalize  # the rules render their insides
-
-    return normalize(text)
+    """Markup's inside (a link's text, emphasis) is spoken by the same table. RULES is
+    read when a rule fires, after this module has finished loading."""
+    return speak_text(text, RULES)
 
 
 def _stop_of(spoken: str) -> str:

@@ -190,5 +190,11 @@ def render(units: Sequence[Unit], next_unit: Unit | None = None) -> Rendered:
     return Rendered("".join(out), tuple((a, b) for a, b in marks))
 
 
+def speak_text(text: str, rules: Sequence[Rule]) -> str:
+    """The whole ``text``, lexed with ``rules``, as one line of speakable words."""
+    units, _ = lex(text, 0, 0, rules, final=True)
+    return render(units).text
+
+
 def collapse(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
