@@ -182,12 +182,16 @@ def test_new_turn_with_history_and_reset(tiny):
 
 
 def test_capacity_overflow_from_the_engine(tiny):
+    # The listen block is a window (core/window.py): an over-long piece keeps its newest
+    # tokens. A block with no policy that cannot hold its fixed text is refused at start.
     caps = dict(EngineConfig().capacity, listen=4)
     eng = engine(tiny, capacity=caps)
     eng.begin_turn()
-    with pytest.raises(KvCapacityError, match="listen"):
-        eng.listen(QUESTION)
-    assert eng.arena.length["listen"] == 0
+    events = eng.listen(QUESTION)
+    assert eng.arena.length["listen"] == 4
+    assert [e.block for e in events if e.EV == "llm.window"] == ["listen"]
+    with pytest.raises(KvCapacityError, match="question"):
+        engine(tiny, capacity=dict(EngineConfig().capacity, question=2))
 
 
 def test_text_marker_template_runs_on_a_chat_model_without_think_tokens(tiny):

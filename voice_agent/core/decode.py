@@ -48,6 +48,14 @@ class EngineConfig:
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
 
+    def __post_init__(self) -> None:
+        # The answer block is never windowed (core/window.py): an answer budget it cannot
+        # hold would end answers by capacity, silently. Refuse it here, by name.
+        room = dict(self.capacity).get("answer")
+        if room is not None and self.max_answer > room:
+            raise ValueError(f"max_answer={self.max_answer} does not fit the answer block "
+                             f"(capacity.answer={room}); lower one or raise the other")
+
 
 def pick_tokens(logits: torch.Tensor, bias: torch.Tensor, sampling: Sampling | None,
                 generator: torch.Generator | None) -> list[int]:
@@ -111,6 +119,21 @@ class TextStream:
             self._base, self._printed = len(self.ids), 0
         self.text += piece
         return piece
+
+    def drop_front(self, k: int) -> int:
+        """Forget the first ``k`` ids (a capacity window); ``text`` keeps all that was said.
+
+        Pieces already emitted stay emitted: when the cut falls inside the ids still being
+        detokenised, what they printed is re-counted over the ids that remain.
+        """
+        k = max(0, min(k, len(self.ids)))
+        self.ids = self.ids[k:]
+        if k <= self._base:
+            self._base -= k
+        else:
+            self._base = 0
+            self._printed = len(self.tok.decode(self.ids, skip_special_tokens=False).rstrip("\ufffd"))
+        return k
 
 
 def ends_paragraph(tail: str, piece: str) -> bool:
