@@ -63,14 +63,14 @@ class PairDecoder:
 
     @torch.inference_mode()
     def _reason(self, x: torch.Tensor) -> torch.Tensor:
-        out = base_decoder(self.pair.reasoner)(input_ids=x, past_key_values=self.r_cache, use_cache=True)
+        out = base_decoder(self.pair.reasoner)(input_ids=x, cache=self.r_cache, use_cache=True)
         return self.pair.thoughts(out.last_hidden_state)                       # (1, n, d_R)
 
     @torch.inference_mode()
     def _generate(self, x: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
         g = self.pair.generator
         embeds = self.pair.fuse(g.get_input_embeddings()(x), moved)
-        out = g(inputs_embeds=embeds, past_key_values=self.g_cache, use_cache=True, logits_to_keep=1)
+        out = g(inputs_embeds=embeds, cache=self.g_cache, use_cache=True, logits_to_keep=1)
         return out.logits[0, -1].float()                                        # (V,)
 
     def _previous(self) -> torch.Tensor:
@@ -140,7 +140,7 @@ def generator_only(generator: torch.nn.Module, prompt: Sequence[int], max_new: i
     x = torch.tensor([list(prompt)], dtype=torch.long, device=device)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        tok = int(generator(input_ids=x, past_key_values=cache, use_cache=True,
+        tok = int(generator(input_ids=x, cache=cache, use_cache=True,
                             logits_to_keep=1).logits[0, -1].argmax())
         res.prefill_ms = _ms(t0, cuda)
         while True:
@@ -149,7 +149,7 @@ def generator_only(generator: torch.nn.Module, prompt: Sequence[int], max_new: i
                 return res
             t0 = time.perf_counter()
             x = torch.tensor([[tok]], dtype=torch.long, device=device)
-            tok = int(generator(input_ids=x, past_key_values=cache, use_cache=True,
+            tok = int(generator(input_ids=x, cache=cache, use_cache=True,
                                 logits_to_keep=1).logits[0, -1].argmax())
             res.step_ms.append(_ms(t0, cuda))
 

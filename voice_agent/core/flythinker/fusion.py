@@ -114,3 +114,17 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | N
         return None
     return nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+class GeneratorOnly(nn.Module):
+    """The generator alone behind the pair's interface: the SFT baseline runs through the
+    same training loop, data and metrics."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator, self.reasoner, self.lam = generator, None, 0.0
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, shift: bool = True) -> PairOutput:
+        logits = self.generator(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+        return PairOutput(logits, _loss(logits, labels), torch.zeros(0))
