@@ -15,7 +15,9 @@ from typing import Any, AsyncIterable, Callable
 
 from voice_agent.asr.listener import Listener
 from voice_agent.audio.frames import AudioFrame
-from voice_agent.events import AsrCommit, AsrFinal, AsrPartial, Error, Event, VadEnd, VadStart
+from voice_agent.events import (
+    AsrCommit, AsrFinal, AsrPartial, Error, Event, TurnDecision, VadEnd, VadStart,
+)
 
 
 @dataclass
@@ -55,6 +57,10 @@ class TranscriptCollector:
             if self.utterances:
                 self.utterances[-1].speech_end_s = ev.audio_t
             self._say(ev.t, "vad.end", f"speech until {ev.audio_t:.2f} s")
+        elif isinstance(ev, TurnDecision):
+            p = "" if ev.probability is None else f"P(complete) {ev.probability:.2f}, "
+            verdict = "turn ends" if ev.complete else "keeps listening"
+            self._say(ev.t, "turn", f"{p}{verdict} ({ev.by}, {ev.audio_t - ev.speech_end:.2f} s silence)")
         elif isinstance(ev, AsrCommit):
             self._say(ev.t, "commit", repr(ev.text))
         elif isinstance(ev, AsrPartial):

@@ -1,0 +1,198 @@
+"""End of turn: the Smart Turn model over the VAD (voice_agent/audio/turn.py).
+
+Listener runs use a ``SimClock`` with the recogniser inline, so an end decided after
+200 ms of silence reads as 200 ms whatever the machine's load. ``moon_pause.wav`` is
+"So what I want to know is … how far away the moon is." with a 0.7 s pause at "…"
+(assets/make_turns.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voice_agent.asr import ListenConfig, Listener, load_whisper
+from voice_agent.audio.log_mel import log_mel
+from voice_agent.audio.smart_turn import SmartTurn
+from voice_agent.audio.sources import SimClock, WavSource
+from voice_agent.audio.vad import VadConfig
+from voice_agent.audio.wav import read_wav
+from voice_agent.cli import main
+from voice_agent.config import load_config
+from voice_agent.events import AsrCommit, AsrFinal, AsrPartial, TurnDecision, VadEnd, VadStart
+from voice_agent.models import sha256_file
+
+REPO = Path(__file__).resolve().parent.parent
+PAUSE_CLIP = REPO / "assets" / "turns" / "moon_pause.wav"
+SAMPLES = REPO / "assets" / "samples"
+
+
+@pytest.fixture(scope="module")
+def whisper_model():
+    return load_whisper()
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> SmartTurn:
+    return SmartTurn.load()
+
+
+def listen(whisper_model, path: Path, model: SmartTurn | None = None, pad_s: float = 2.5,
+           **vad) -> list:
+    clock = SimClock()
+    events: list = []
+    listener = Listener(whisper_model, clock, ListenConfig(vad=VadConfig(**vad)),
+                        emit=events.append, threaded=False, turn_model=model)
+    for frame in WavSource(path, clock, pad_silence_s=pad_s):
+        listener.feed(frame)
+    listener.end_of_input()
+    listener.close()
+    return events
+
+
+def of(events, kind) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_log_mel_matches_whisper_feature_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    audio = np.zeros(128_000, np.float32)
+    speech = read_wav(SAMPLES / "capital_of_france.wav")[:100_000]
+    audio[-len(speech):] = speech
+    ref = WhisperFeatureExtractor(chunk_length=8)(
+        audio, sampling_rate=16000, padding="max_length", max_length=128_000, truncation=True,
+        do_normalize=True, return_tensors="np").input_features[0]
+    ours = log_mel(audio)
+    assert ours.shape == ref.shape == (80, 800)
+    assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_model_hears_complete_and_unfinished_sentences(smart_turn):
+    question = read_wav(SAMPLES / "capital_of_france.wav")  # ends with 0.8 s of silence
+    assert smart_turn.probability(question[:-int(0.6 * 16000)]) > 0.9
+    clip = read_wav(PAUSE_CLIP)  # "So what I want to know is" ends at 1.5 s
+    assert smart_turn.probability(clip[:int(1.7 * 16000)]) < 0.3
+
+
+def test_pause_inside_a_question_is_one_utterance_with_the_model(whisper_model, smart_turn):
+    events = listen(whisper_model, PAUSE_CLIP, smart_turn)
+    finals = of(events, AsrFinal)
+    assert len(of(events, VadEnd)) == len(finals) == 1
+    assert "know" in finals[0].text.lower() and "moon" in finals[0].text.lower()
+    decisions = of(events, TurnDecision)
+    assert [d.complete for d in decisions][-1] is True
+    assert not decisions[0].complete and decisions[0].by == "model"
+    assert decisions[0].probability < 0.5 and decisions[0].speech_end == pytest.approx(1.5, abs=0.05)
+    # every vad.*, turn.* and asr.* event names its utterance
+    tagged = [e for e in events if isinstance(e, (VadStart, VadEnd, TurnDecision, AsrCommit,
+                                                  AsrPartial, AsrFinal))]
+    assert tagged and {e.utterance for e in tagged} == {1}
+
+
+def test_without_the_model_the_pause_splits_the_question(whisper_model, smart_turn):
+    events = listen(whisper_model, PAUSE_CLIP, smart_turn, turn_model="none")
+    finals = of(events, AsrFinal)
+    assert len(of(events, VadEnd)) == len(finals) == 2
+    assert "moon" not in finals[0].text.lower()
+    assert [f.utterance for f in finals] == [1, 2]
+    assert {d.by for d in of(events, TurnDecision)} == {"hangover"}
+
+
+@pytest.mark.parametrize("name", ["capital_of_france.wav", "boiling_point.wav"])
+def test_complete_question_ends_within_250_ms(whisper_model, smart_turn, name):
+    events = listen(whisper_model, SAMPLES / name, smart_turn, pad_s=1.0)
+    end, = of(events, VadEnd)
+    decision = of(events, TurnDecision)[-1]
+    assert decision.by == "model" and decision.complete
+    assert end.t - end.audio_t <= 0.25
+    final, = of(events, AsrFinal)
+    assert final.t - final.speech_end <= 0.25  # the speculative pass already decoded it
+
+
+def test_missing_model_falls_back_with_one_warning(whisper_model, caplog, tmp_path):
+    with caplog.at_level(logging.WARNING):
+        events = listen(whisper_model, SAMPLES / "capital_of_france.wav",
+                        turn_model=str(tmp_path / "absent.onnx"), pad_s=1.0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "absent.onnx" in warnings[0].getMessage()
+    end, = of(events, VadEnd)
+    assert end.t - end.audio_t == pytest.approx(0.3, abs=0.021)  # the plain hangover
+    assert {d.by for d in of(events, TurnDecision)} == {"hangover"}
+
+
+def test_corrupted_model_falls_back_with_one_warning(whisper_model, smart_turn, caplog, tmp_path):
+    bad = tmp_path / "smart-turn.onnx"
+    data = bytearray(smart_turn.path.read_bytes()[:200_000])
+    data[1000:2000] = b"\0" * 1000
+    bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        events = listen(whisper_model, PAUSE_CLIP, turn_model=str(bad))
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert len(of(events, AsrFinal)) == 2  # today's behaviour, not a crash
+
+
+def test_hash_mismatch_is_refused_and_falls_back(whisper_model, monkeypatch, caplog):
+    import voice_agent.models as models
+
+    real = models.load_manifest
+
+    def wrong_hash():
+        manifest = real()
+        manifest["turn"]["embedded"]["smart-turn-v3.2"]["sha256"] = "0" * 64
+        return manifest
+
+    monkeypatch.setattr(models, "load_manifest", wrong_hash)
+    with caplog.at_level(logging.WARNING):
+        events = listen(whisper_model, SAMPLES / "capital_of_france.wav", pad_s=1.0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "SHA-256 mismatch" in warnings[0]
+    assert {d.by for d in of(events, TurnDecision)} == {"hangover"}
+
+
+def test_model_failing_while_running_falls_back_once(whisper_model, caplog, monkeypatch):
+    model = SmartTurn.load()
+
+    def broken(audio):
+        raise RuntimeError("onnxruntime failed")  # injected: what a broken runtime raises
+
+    monkeypatch.setattr(model, "probability", broken)
+    with caplog.at_level(logging.WARNING):
+        events = listen(whisper_model, PAUSE_CLIP, model)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert len(of(events, AsrFinal)) == 2
+    assert {d.by for d in of(events, TurnDecision)} == {"hangover"}
+
+
+def test_manifest_resolves_the_embedded_file(smart_turn):
+    from voice_agent.models import load_manifest
+
+    entry = load_manifest()["turn"]["embedded"]["smart-turn-v3.2"]
+    assert sha256_file(smart_turn.path) == entry["sha256"]
+    assert smart_turn.path.name == "smart-turn-v3.2-cpu.onnx"
+
+
+def test_turn_settings_are_checked():
+    from voice_agent.config import ConfigError
+
+    assert load_config(overrides=["vad.turn_model=none"]).vad.turn_model == "none"
+    with pytest.raises(ConfigError, match="turn_pause_ms"):
+        load_config(overrides=["vad.turn_pause_ms=5000"])
+    with pytest.raises(ConfigError, match="turn_threshold"):
+        load_config(overrides=["vad.turn_threshold=1.5"])
+
+
+@pytest.mark.heavy
+def test_transcribe_takes_set_and_config(capsys, tmp_path):
+    assert main(["transcribe", str(PAUSE_CLIP), "--json", "--set", "vad.turn_model=none"]) == 0
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["utterances"]) == 2
+    settings = tmp_path / "turns.toml"
+    settings.write_text('[vad]\nturn_model = "smart-turn-v3.2"\n')
+    assert main(["transcribe", str(PAUSE_CLIP), "--json", "--config", str(settings)]) == 0
+    out = capsys.readouterr().out
+    assert len(json.loads(out.strip().splitlines()[-1])["utterances"]) == 1
+    assert "turn" in out and "keeps listening" in out
