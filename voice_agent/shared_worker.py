@@ -25,6 +25,7 @@ single-session worker); the thread and the other lanes go on.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
 import threading
@@ -127,6 +128,8 @@ class SharedModelWorker:
         self._closed = False
         self._counter = itertools.count(1)
         self.served: dict[int, int] = {}  # id(lane) -> steps, for tests and the bench
+        # the last decisions: (id(lane) served, whether it was served as urgent)
+        self.picks: collections.deque[tuple[int, bool]] = collections.deque(maxlen=4096)
         self._thread = threading.Thread(target=self._run, name="shared-model-worker", daemon=True)
         self._thread.start()
 
@@ -219,7 +222,9 @@ class SharedModelWorker:
         if not runnable:
             return None
         urgent = [ln for ln in runnable if _safe(ln.urgent)]
-        return min(urgent or runnable, key=lambda ln: ln.last_served)
+        lane = min(urgent or runnable, key=lambda ln: ln.last_served)
+        self.picks.append((id(lane), bool(urgent)))
+        return lane
 
     def _remove(self, lane: Lane, err: BaseException | None) -> None:
         with self._lock:

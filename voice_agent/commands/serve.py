@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from pathlib import Path
 
 from voice_agent.commands.session_args import add_session_arguments, session_config
-from voice_agent.errors import VoiceAgentError
 
 NAME = "serve"
 HELP = ("serve the assistant: a Realtime-compatible WebSocket at /v1/realtime and a browser "
@@ -36,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from voice_agent.runner import noise_note
     from voice_agent.server import Limits, ServerSettings, create_app
     from voice_agent.server.host import ModelHost
+    from voice_agent.server.runserver import bind, uvicorn_server
 
     settings = ServerSettings(
         host=args.host, port=args.port, token=args.token,
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         limits=dataclasses.replace(Limits(), max_sessions=args.max_sessions,
                                    max_session_s=args.max_session_s))
     settings.check()  # refuse an unsafe bind before loading anything
-    sock = _bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port)
     config, models = session_config(args)
     if note := noise_note(models.llm):
         print(note, file=sys.stderr)
@@ -54,30 +53,7 @@ def run(args: argparse.Namespace) -> int:
         shown = f"[{settings.host}]" if ":" in settings.host else settings.host
         print(f"serving on http://{shown}:{port}/  (WebSocket ws://{shown}:{port}/v1/realtime; "
               f"sessions in {settings.out}/)", flush=True)
-        _serve(app, sock, settings, quiet=args.quiet)
+        uvicorn_server(app, settings, quiet=args.quiet).run(sockets=[sock])
     finally:
         host.close()
     return 0
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise VoiceAgentError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    sock.listen(64)
-    sock.setblocking(False)
-    return sock
-
-
-def _serve(app, sock: socket.socket, settings, quiet: bool) -> None:
-    import uvicorn
-
-    config = uvicorn.Config(app, log_level="warning" if quiet else "info", lifespan="on",
-                            ws_max_size=settings.limits.max_frame_bytes, ws_ping_interval=20.0,
-                            access_log=not quiet)
-    uvicorn.Server(config).run(sockets=[sock])

@@ -66,11 +66,18 @@ class NetworkSource:
         """Queue client audio (PCM16 little-endian mono at ``rate``)."""
         x = np.frombuffer(pcm16, dtype="<i2").astype(np.int16)
         self.received_samples += len(x)
-        ahead = self._queue.qsize() * FRAME_S
+        ahead = self.ahead_s()
         if ahead > self.max_ahead_s:
             raise AudioAheadError(f"{ahead:.0f} s of audio queued: send audio in real time")
         for frame in self._conv.push(x):
             self._queue.put_nowait(frame)
+
+    def ahead_s(self) -> float:
+        """How far the client's audio (delivered and queued) runs ahead of real time."""
+        if self._origin is None:
+            return self._queue.qsize() * FRAME_S
+        sent = (self._frames + self._queue.qsize()) * FRAME_S
+        return sent - (self.clock.now() - self._origin)
 
     def clear(self) -> None:
         """``input_audio_buffer.clear``: drop audio not yet consumed."""
