@@ -11,7 +11,7 @@ SAMPLE ?= assets/samples/capital_of_france.wav
 MODE ?= async
 PYTEST_ARGS ?=
 
-.PHONY: install install-test demo test test-fast test-heavy bench samples docs clean
+.PHONY: install install-test demo test test-fast test-heavy bench samples docs eval-data clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,11 @@ docs: install
 
 samples: install
 	$(BIN)/python assets/make_samples.py
+
+# BIG-bench task JSONs for `eval` (bigbench==1.0.0 from PyPI, SHA-256 checked) into data/.
+# Stdlib only, so it needs just the venv's python. ARCHIVE=FILE uses a file already here.
+eval-data: $(BIN)/python
+	$(BIN)/python -m voice_agent.eval.fetch --out data $(if $(ARCHIVE),--archive $(ARCHIVE))
 
 clean:
 	rm -rf runs .pytest_cache

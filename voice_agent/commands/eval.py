@@ -1,0 +1,75 @@
+"""`eval`: a problem set answered in every mode; accuracy and the delay a listener hears."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from voice_agent.errors import VoiceAgentError
+
+NAME = "eval"
+HELP = ("answer a problem set in every mode (typed, or --spoken through the whole session) "
+        "and report accuracy and the listener's delay: results.jsonl, summary.md, plots")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True,
+                   help="a JSONL file (id, problem, answer, optional choices, kind; GSM8K, "
+                        "MATH-500 and MMLU-Pro lines are read too), a named set (mini, "
+                        "bigbench-object-counting, bigbench-navigate, bigbench-date-understanding, "
+                        "bigbench-tracking-shuffled-objects; `make eval-data` fetches BIG-bench) "
+                        "or hf:DATASET[:SPLIT] (online, needs `datasets`)")
+    p.add_argument("--modes", default="async,think,nothink,cascade",
+                   help="comma-separated: async, think, nothink, cascade (default: all four)")
+    p.add_argument("--llm", default="embedded", help="tiny | embedded (default) | a model name | a path")
+    p.add_argument("--limit", type=int, help="the first N problems (after the seeded shuffle)")
+    p.add_argument("--spoken", action="store_true",
+                   help="synthesise each question with piper and replay it through the whole "
+                        "session (VAD, streaming ASR, model, TTS) in real time")
+    p.add_argument("--seed", type=int, default=0,
+                   help="shuffles which problems come first (decoding is greedy; default 0)")
+    p.add_argument("--out", help="results folder (default runs/eval-<timestamp>)")
+    p.add_argument("--max-thoughts", type=int, default=256, help="thought-token budget (default: 256)")
+    p.add_argument("--max-answer", type=int, default=64,
+                   help="answer-token budget (default: 64; the answers asked for are one sentence)")
+    p.add_argument("--max-steps", type=int, default=4000, help="most forward passes per problem (text mode)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--json", action="store_true", help="last stdout line: the per-mode figures as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from voice_agent.eval.harness import EvalOptions, json_line, run_eval
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    for name, v in (("--limit", args.limit), ("--max-thoughts", args.max_thoughts),
+                    ("--max-answer", args.max_answer), ("--max-steps", args.max_steps),
+                    ("--threads", args.threads)):
+        if v is not None and v < 1:
+            raise VoiceAgentError(f"{name} must be at least 1")
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
+    opts = EvalOptions(data=args.data, modes=modes, llm=args.llm, limit=args.limit,
+                       spoken=args.spoken, seed=args.seed, out=out, max_thoughts=args.max_thoughts,
+                       max_answer=args.max_answer, max_steps=args.max_steps, device=args.device,
+                       dtype=args.dtype, threads=args.threads)
+    console = Console(stderr=True, highlight=False)
+    if args.llm == "tiny":
+        console.print("[yellow]note: --llm tiny is a random-init test model: its answers are noise[/]")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        _, figures = run_eval(opts, progress)
+    from voice_agent.eval.report import FIGURES
+
+    for mode, f in figures.items():
+        console.print(f"{mode:<8} n={f['n']} accuracy={f['accuracy']:.3f} "
+                      + " ".join(f"{name.removeprefix('median_')}={f[name]}" for _, name in FIGURES))
+    console.print(f"results: {out}/results.jsonl, summary.md, accuracy_vs_delay.png, delay_cdf.png")
+    if args.json:
+        sys.stdout.write(json_line(figures, out, args.spoken) + "\n")
+    return 0

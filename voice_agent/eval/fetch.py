@@ -1,0 +1,111 @@
+"""``make eval-data``: BIG-bench's task JSONs from the ``bigbench`` 1.0.0 source archive on
+PyPI (Apache-2.0), checked by SHA-256, only the tasks we use extracted into ``data/``.
+
+    python -m voice_agent.eval.fetch [--out data] [--archive FILE]
+
+``pip download --no-deps bigbench==1.0.0`` is tried first. That sdist declares a direct
+URL dependency (bleurt), which current pip refuses while preparing its metadata, after
+the archive was fetched; the same file is then fetched from the URL that the package
+index lists. Either way nothing is trusted before its hash matches. Stdlib only: it runs
+before the package's dependencies matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+PACKAGE = "bigbench==1.0.0"
+ARCHIVE = "bigbench-1.0.0.tar.gz"
+# Observed on 2026-12-02 from pypi.org (the index lists the same digest in its link).
+SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+INDEX = "https://pypi.org/simple/bigbench/"
+TASKS = ("object_counting", "navigate", "date_understanding",
+         "tracking_shuffled_objects/three_objects", "tracking_shuffled_objects/five_objects",
+         "tracking_shuffled_objects/seven_objects")
+
+
+class FetchError(Exception):
+    """One line for the user; the command exits 2."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(dest: Path) -> Path:
+    """The archive into ``dest``: pip first, the index's own link if pip gives up."""
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / ARCHIVE
+    if target.exists():
+        return target
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest),
+                    PACKAGE], capture_output=True, text=True)
+    if target.exists():
+        return target
+    try:
+        page = urllib.request.urlopen(INDEX, timeout=60).read().decode()
+        url = next(u for u in re.findall(r'href="([^"]+)"', page) if ARCHIVE in u)
+        part = target.with_suffix(".partial")
+        with urllib.request.urlopen(url.split("#")[0], timeout=600) as r, open(part, "wb") as f:
+            shutil.copyfileobj(r, f)
+        part.rename(target)
+    except (OSError, StopIteration) as e:
+        raise FetchError(f"cannot download {PACKAGE} ({type(e).__name__}: {e})") from None
+    return target
+
+
+def extract(archive: Path, out: Path, expected: str = SHA256) -> list[Path]:
+    """Check the hash, then write only the task JSONs under ``out/bigbench/<task>/``."""
+    got = sha256(archive)
+    if got != expected:
+        raise FetchError(f"{archive}: SHA-256 {got} does not match the pinned {expected}; "
+                         "refusing to use it (delete it and run `make eval-data` again)")
+    written = []
+    prefix = "bigbench-1.0.0/bigbench/benchmark_tasks/"
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for task in TASKS:
+                member = tar.getmember(f"{prefix}{task}/task.json")
+                path = out / "bigbench" / task / "task.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                written.append(path)
+    except (tarfile.TarError, KeyError, OSError) as e:
+        raise FetchError(f"{archive}: cannot extract the tasks ({e})") from None
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="data", help="where the tasks go (default: data)")
+    ap.add_argument("--archive", help="use this archive instead of downloading (hash still checked)")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    try:
+        archive = Path(args.archive) if args.archive else download(out / ".download")
+        if not archive.exists():
+            raise FetchError(f"{archive}: no such file")
+        for path in extract(archive, out):
+            print(f"wrote {path}")
+    except FetchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Modes × problems: load the model once, run every problem in every mode (problem by
+problem, so a run cut short still compares the modes on the same problems), write the
+results as they come."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voice_agent.errors import VoiceAgentError
+
+MODES = ("async", "think", "nothink", "cascade")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What one ``eval`` run does (see the command's --help)."""
+
+    data: str
+    modes: tuple[str, ...] = MODES
+    llm: str | None = "embedded"
+    limit: int | None = None
+    spoken: bool = False
+    seed: int = 0
+    out: Path = Path("runs/eval")
+    # Budgets bound CPU time: the answers asked for are one spoken sentence.
+    max_thoughts: int | None = 256
+    max_answer: int | None = 64
+    max_steps: int = 4000
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 1
+
+
+def engine_settings(opts: EvalOptions) -> dict[str, Any]:
+    """The session's voice budgets, with the command's overrides."""
+    from voice_agent.runner import VOICE_ENGINE_DEFAULTS
+
+    s = dict(VOICE_ENGINE_DEFAULTS)
+    if opts.max_thoughts is not None:
+        s["max_thoughts"] = opts.max_thoughts
+        s["max_listen_thoughts"] = min(s["max_listen_thoughts"], opts.max_thoughts)
+    if opts.max_answer is not None:
+        s["max_answer"] = opts.max_answer
+    return s
+
+
+def make_decoder(mode: str, model: Any, tok: Any, config: Any) -> Any:
+    """The decoder a mode uses. Cascade decodes like no-think: what makes it a cascade
+    is the whole-utterance ASR in front, so in text mode it is no-think by construction."""
+    from voice_agent.core import Baseline, Engine
+
+    if mode == "async":
+        return Engine(model, tok, config)
+    return Baseline(model, tok, "think" if mode == "think" else "nothink", config)
+
+
+def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[str, dict]]:
+    """Run the evaluation; returns (results rows, per-mode figures). Files go to ``opts.out``."""
+    import torch
+
+    from voice_agent.config import load_config
+    from voice_agent.core import EngineConfig
+    from voice_agent.eval.data import load_set
+    from voice_agent.eval.delay import piper_synthesizer
+    from voice_agent.eval.report import summarize, write_results, write_summary
+    from voice_agent.eval.text import run_text
+    from voice_agent.models import load_llm
+    from voice_agent.tts.piper_tts import PiperTts
+
+    bad = [m for m in opts.modes if m not in MODES]
+    if bad or not opts.modes:
+        raise VoiceAgentError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
+    problems = load_set(opts.data, opts.limit, opts.seed)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    torch.set_num_threads(opts.threads)
+    settings = engine_settings(opts)
+    base = load_config(runtime={"device": opts.device, "dtype": opts.dtype,
+                                "torch_threads": opts.threads}, engine=settings)
+    model, tok = load_llm(opts.llm, opts.device, base.runtime.torch_dtype())
+    tts = PiperTts(base.tts)
+    synth = piper_synthesizer(tts)
+    for _ in tts.synthesize("Okay."):  # warm the voice before anything is timed
+        pass
+    engine_cfg: EngineConfig = base.engine
+    decoders = {m: make_decoder(m, model, tok, engine_cfg) for m in opts.modes}
+    for d in decoders.values():
+        d.warm_up()
+    spoken_ctx = _spoken_context(opts, base) if opts.spoken else None
+
+    rows: list[dict] = []
+    task = progress.add_task("eval", total=len(problems) * len(opts.modes)) if progress else None
+    with open(opts.out / "results.jsonl", "w", encoding="utf-8") as live:
+        for p in problems:
+            for mode in opts.modes:
+                if progress:
+                    acc = summarize(rows, False).get(mode, {}).get("accuracy")
+                    progress.update(task, description=f"{mode:<8} {p.id}  acc {acc if acc is not None else '-'}")
+                if spoken_ctx is None:
+                    row = run_text(decoders[mode], p, base.session.system_prompt, synth, opts.max_steps)
+                else:
+                    row = _spoken_one(p, mode, decoders[mode], opts, spoken_ctx, tts, synth)
+                row = {"set": opts.data, "mode": mode, "spoken": opts.spoken, **row}
+                rows.append(row)
+                live.write(json.dumps(row, ensure_ascii=False) + "\n")
+                live.flush()
+                if progress:
+                    progress.advance(task)
+    write_results(opts.out, rows)
+    meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
+            "budgets": settings, "wall_s": time.monotonic() - started}
+    figures = write_summary(opts.out, rows, opts.spoken, meta)
+    return rows, figures
+
+
+def _spoken_context(opts: EvalOptions, base: Any) -> dict[str, Any]:
+    from voice_agent.asr.whisper import load_whisper
+    from voice_agent.eval.data import DATA_DIR
+
+    return {"whisper": load_whisper(base.asr.model, base.asr.cpu_threads),
+            "cache": DATA_DIR / "spoken-questions"}
+
+
+def _spoken_one(p: Any, mode: str, decoder: Any, opts: EvalOptions, ctx: dict[str, Any],
+                tts: Any, synth: Any) -> dict[str, Any]:
+    from voice_agent.config import load_config
+    from voice_agent.eval.spoken import question_wav, run_spoken
+    from voice_agent.runner import Models
+
+    config = load_config(runtime={"device": opts.device, "dtype": opts.dtype,
+                                  "torch_threads": opts.threads},
+                         session={"mode": mode}, engine=engine_settings(opts))
+    wav = question_wav(p, tts, ctx["cache"])
+    return run_spoken(p, wav, config=config, models=Models(llm=opts.llm), decoder=decoder,
+                      whisper=ctx["whisper"], tts=tts, out_dir=opts.out / "spoken" / mode / p.id,
+                      synth=synth)
+
+
+def json_line(figures: dict[str, dict[str, Any]], out: Path, spoken: bool) -> str:
+    """The ``--json`` last line: exactly the documented keys per mode."""
+    keys = ["n", "accuracy", "median_first_answer_token_s", "median_delay_to_first_s",
+            "median_total_delay_s"] + (["median_response_latency_s"] if spoken else [])
+    return json.dumps({"modes": {m: {k: f.get(k) for k in keys} for m, f in figures.items()},
+                       "out": str(out)})

@@ -1,0 +1,122 @@
+"""Results files of an evaluation: results.jsonl, summary.md and two plots.
+
+``summary.md`` holds the accuracy and the medians per set and mode. Everything in it that
+is not a timing depends only on the predictions, so two runs of the same greedy command
+give summaries that differ only in timings.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+FIGURES = (  # (results key, summary key)
+    ("first_answer_token_s", "median_first_answer_token_s"),
+    ("delay_to_first", "median_delay_to_first_s"),
+    ("total_delay", "median_total_delay_s"),
+    ("total_delay_minus1", "median_total_delay_minus1_s"),
+)
+SPOKEN_FIGURES = (
+    ("response_latency_s", "median_response_latency_s"),
+    ("live_delay_to_first", "median_live_delay_to_first_s"),
+    ("live_total_delay", "median_live_total_delay_s"),
+)
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return round(statistics.median(vals), 4) if vals else None
+
+
+def summarize(rows: Sequence[dict[str, Any]], spoken: bool) -> dict[str, dict[str, Any]]:
+    """Per mode: n, accuracy and the medians (the command's ``--json`` figures)."""
+    out: dict[str, dict[str, Any]] = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        rs = [r for r in rows if r["mode"] == mode]
+        fig = {"n": len(rs), "accuracy": round(sum(r["correct"] for r in rs) / len(rs), 4)}
+        for key, name in FIGURES + (SPOKEN_FIGURES if spoken else ()):
+            fig[name] = median([r.get(key) for r in rs])
+        out[mode] = fig
+    return out
+
+
+def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def write_summary(out: Path, rows: Sequence[dict[str, Any]], spoken: bool,
+                  meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """summary.md (a table per set) and the plots; returns the per-mode figures."""
+    lines = [f"# Evaluation: {meta['data']}", "",
+             f"- model: `{meta['llm']}`, {'spoken (whole session, real time)' if spoken else 'text'}, "
+             f"greedy, seed {meta['seed']}, budgets: {meta['budgets']}",
+             f"- run time: {meta['wall_s']:.0f} s", ""]
+    cols = ["mode", "n", "accuracy", "first answer token (s)", "delay_to_first (s)",
+            "total_delay (s)", "total_delay_minus1 (s)"]
+    if spoken:
+        cols += ["response latency, live (s)", "delay_to_first, live (s)", "total_delay, live (s)"]
+    for data_set in dict.fromkeys(r["set"] for r in rows):
+        rs = [r for r in rows if r["set"] == data_set]
+        lines += [f"## {data_set}", "", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * len(cols)]
+        for mode, fig in summarize(rs, spoken).items():
+            vals = [mode, fig["n"], f"{fig['accuracy']:.3f}"]
+            vals += [_fmt(fig[name]) for _, name in FIGURES + (SPOKEN_FIGURES if spoken else ())]
+            lines.append("| " + " | ".join(str(v) for v in vals) + " |")
+        lines.append("")
+    lines += ["Medians over problems. Delays (post-hoc model, AsyncReasoning §3): chunks of "
+              "≥ 5 writer tokens, never split in a formula, each synthesised by our piper "
+              "voice; parallel TTS. Text mode times from before the prompt prefill; spoken "
+              "mode from the end of the question's speech. *live*: the session's own report.",
+              ""]
+    (out / "summary.md").write_text("\n".join(lines), encoding="utf-8")
+    figures = summarize(rows, spoken)
+    plot(out, rows, figures)
+    return figures
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def plot(out: Path, rows: Sequence[dict[str, Any]], figures: dict[str, dict[str, Any]]) -> None:
+    """accuracy_vs_delay.png (one point per mode) and delay_cdf.png (total delay CDFs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for mode, f in figures.items():
+        if f["median_total_delay_s"] is not None:
+            ax.scatter(f["median_total_delay_s"], f["accuracy"], s=40)
+            ax.annotate(mode, (f["median_total_delay_s"], f["accuracy"]),
+                        textcoords="offset points", xytext=(5, 4))
+    ax.set_xlabel("median total delay (s)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("accuracy against the delay a listener hears")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_delay.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for mode in figures:
+        vals = sorted(r["total_delay"] for r in rows if r["mode"] == mode
+                      and r.get("total_delay") is not None)
+        if vals:
+            ax.step(vals, [(i + 1) / len(vals) for i in range(len(vals))], where="post", label=mode)
+    ax.set_xlabel("total delay (s)")
+    ax.set_ylabel("fraction of problems")
+    ax.set_title("CDF of total delay")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "delay_cdf.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,62 @@
+"""One problem, typed: the question goes to the decoder directly, no audio.
+
+The clock starts right before the turn begins, so every mode's prompt prefill is inside
+the figures (the async engine prefills in ``begin_turn``, a baseline in its first step).
+Greedy decoding everywhere: the decoders' default ``sampling=None``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from voice_agent.eval.check import check
+from voice_agent.eval.data import Problem
+from voice_agent.eval.delay import Synthesize, chunk_tokens, listener_delays, measure
+from voice_agent.events import LlmThink, LlmWrite
+from voice_agent.trace import SessionClock
+
+
+def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesize,
+             max_steps: int = 10_000) -> dict[str, Any]:
+    """Decode one problem and score it; returns one results line (times in seconds)."""
+    clock = SessionClock()
+    decoder.clock = clock
+    clock.start = time.monotonic()  # before any prefill
+    writes: list[tuple[str, float]] = []
+    thoughts = 0
+    for ev in decoder.run(problem.problem, system=system, max_steps=max_steps):
+        if isinstance(ev, LlmWrite):
+            writes.append((ev.text, ev.t))
+        elif isinstance(ev, LlmThink):
+            thoughts += 1
+    steps = decoder.steps
+    gen_s = clock.now()
+    answer = decoder.answer_text
+    verdict = check(answer, problem.answer, problem.kind, problem.choices)
+    chunks = chunk_tokens(writes)
+    return {
+        "id": problem.id, "prediction": verdict.prediction, "answer": problem.answer,
+        "correct": verdict.correct, "kind": verdict.kind,
+        "thoughts": decoder.thoughts_text, "answer_text": answer,
+        "first_answer_token_s": _r(writes[0][1]) if writes else None,
+        "generation_s": _r(gen_s), "answer_tokens": len(writes), "thought_tokens": thoughts,
+        "steps": steps, **delay_figures(chunks, synth),
+    }
+
+
+def delay_figures(chunks, synth: Synthesize) -> dict[str, Any]:
+    """The post-hoc delay model over one answer's chunks, each synthesised once: the
+    reference's parallel TTS as the headline, one synthesis thread as ``*_seq``."""
+    timings = measure(chunks, synth)
+    par = listener_delays(timings, parallel_tts=True)
+    seq = listener_delays(timings, parallel_tts=False)
+    return {"chunks": len(chunks),
+            **{k: _r(v) for k, v in par.items() if k != "delays"},
+            "delays": [_r(d) for d in par["delays"]],
+            "delay_to_first_seq": _r(seq["delay_to_first"]), "total_delay_seq": _r(seq["total_delay"]),
+            "tts_s": _r(sum(t.tts_s for t in timings))}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
