@@ -54,8 +54,9 @@ class VadStart(Event):
 
 @dataclass(frozen=True)
 class VadEnd(Event):
-    """The VAD closed speech after ``vad.hangover_ms`` of silence (so ``t`` is at least the
-    hangover after ``audio_t``). Posted by the listener on the loop."""
+    """The listener closed speech: the end-of-turn policy found the turn complete, or the
+    silence limit ran out (``vad.turn_limit_ms`` with the model, ``vad.hangover_ms``
+    without). Posted by the listener on the loop; ``t`` comes that silence after ``audio_t``."""
 
     audio_t: float = 0.0  # seconds on the audio timeline: true end of voiced audio (before the hangover)
     utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
