@@ -25,7 +25,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,flythinker]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -119,6 +119,12 @@ def build_decoder(mode: str, llm: str | None, config: Config, clock: SessionCloc
     from voice_agent.models import load_llm
 
     torch.set_num_threads(config.runtime.torch_threads)
+    if mode == "fly":  # a trained FlyThinker pair folder, not a single model
+        from voice_agent.core.flythinker.pair_io import load_pair
+        from voice_agent.core.flythinker.speaker import FlyDecoder
+
+        pair, tok, _ = load_pair(llm or "", config.runtime.device, config.runtime.torch_dtype())
+        return FlyDecoder(pair, tok, config.engine, clock)
     model, tok = load_llm(llm, config.runtime.device, config.runtime.torch_dtype())
     if mode == "async":
         return Engine(model, tok, config.engine, clock)

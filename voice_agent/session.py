@@ -38,7 +38,7 @@ from voice_agent.worker import BeginTurn, EndOfTurn, Interrupt, Listen, ModelWor
 # by introducing themselves instead of the question.
 DEFAULT_SYSTEM = ("Answer the user briefly, in one to three plain spoken sentences, "
                   "with no lists or markdown.")
-MODES = ("async", "think", "nothink", "cascade")
+MODES = ("async", "think", "nothink", "cascade", "fly")  # fly: a FlyThinker pair
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from voice_agent.config import Config, load_config
+from voice_agent.errors import VoiceAgentError
 from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models
 from voice_agent.session import MODES
 
@@ -12,8 +13,12 @@ from voice_agent.session import MODES
 def add_session_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default="async",
                    help="async: think while listening and speaking (default); think: think, "
-                        "then answer; nothink; cascade: whole-utterance ASR → LLM → TTS")
-    p.add_argument("--llm", help="tiny | embedded | a models/ folder | a hub id | a path")
+                        "then answer; nothink; cascade: whole-utterance ASR → LLM → TTS; fly: "
+                        "a trained FlyThinker pair (--llm PAIR_DIR from train-flythinker)")
+    p.add_argument("--llm", help="tiny | embedded | a models/ folder | a hub id | a path "
+                                 "(--mode fly: a pair folder)")
+    p.add_argument("--profile", metavar="FILE", help="plain text about the user (name, "
+                   "preferences, units, diet, how they like answers), added to the system text")
     p.add_argument("--asr", help="base | tiny.en | a faster-whisper folder or name")
     p.add_argument("--tts", help="joe | a piper .onnx path or voice name")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N")
@@ -37,4 +42,15 @@ def session_config(args: argparse.Namespace) -> tuple[Config, Models]:
         session={"mode": args.mode, "headphones": args.headphones or None},
         engine={k: v for k, v in VOICE_ENGINE_DEFAULTS.items()},
     )
+    if args.profile:
+        from voice_agent.core.profile import read_profile, with_profile
+
+        config.session.system_prompt = with_profile(config.session.system_prompt,
+                                                    read_profile(args.profile))
+    if args.mode == "fly":
+        from voice_agent.core.flythinker.pair_io import read_manifest
+
+        if not args.llm:
+            raise VoiceAgentError("--mode fly needs --llm PAIR_DIR (a pair saved by train-flythinker)")
+        read_manifest(args.llm)  # not a pair: one clear line before anything loads
     return config, Models(args.llm, args.asr, args.tts)

@@ -57,6 +57,8 @@ class TrainConfig:
 class EvalPoint:
     step: int
     elapsed_s: float   # training time so far (evaluation excluded)
+    cpu_s: float       # CPU time of this process in training: on a shared machine, wall time
+                       # measures the neighbours too
     train_loss: float
     eval_loss: float
     token_acc: float
@@ -68,6 +70,7 @@ class TrainResult:
     steps: int = 0
     elapsed_s: float = 0.0
     step_s: float = 0.0      # mean seconds per training step
+    cpu_s: float = 0.0
     resumed_from: int = 0
 
 
@@ -138,6 +141,7 @@ class Trainer:
             self.optim, lambda s: min((s + 1) / warm, max(0.0, (cfg.steps - s) / max(1, cfg.steps - warm))))
         self.step = 0
         self.elapsed = 0.0
+        self.cpu = 0.0
         self.history: list[EvalPoint] = []
 
     # ------------------------------------------------------------ batches
@@ -162,7 +166,7 @@ class Trainer:
         if self.out is None:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step, "elapsed": self.elapsed, "config": asdict(self.cfg),
+        state = {"step": self.step, "elapsed": self.elapsed, "cpu": self.cpu, "config": asdict(self.cfg),
                  "weights": self._trainable_state(), "optim": self.optim.state_dict(),
                  "sched": self.sched.state_dict(), "history": [asdict(h) for h in self.history]}
         tmp = self.out / (CHECKPOINT + ".partial")
@@ -193,7 +197,7 @@ class Trainer:
                 params[n].copy_(t)
         self.optim.load_state_dict(state["optim"])
         self.sched.load_state_dict(state["sched"])
-        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.step, self.elapsed, self.cpu = state["step"], state["elapsed"], state["cpu"]
         self.history = [EvalPoint(**h) for h in state["history"]]
         return self.step
 
@@ -214,7 +218,7 @@ class Trainer:
     def eval_point(self, train_loss: float) -> EvalPoint:
         loss, acc = evaluate(self.model, self.eval_rows, self.pad_id, self.cfg.batch_size) \
             if self.eval_rows else (math.nan, math.nan)
-        point = EvalPoint(self.step, round(self.elapsed, 4), train_loss, loss, acc)
+        point = EvalPoint(self.step, round(self.elapsed, 4), round(self.cpu, 4), train_loss, loss, acc)
         self.history.append(point)
         if self.out is not None:
             with open(self.out / "train_log.jsonl", "a") as f:
@@ -242,11 +246,12 @@ class Trainer:
             while self.step < min(cfg.steps, until or cfg.steps):
                 if cfg.time_budget_s is not None and self.elapsed >= cfg.time_budget_s:
                     break
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 losses.append(self.train_step())
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 self.elapsed += time.perf_counter() - t0
+                self.cpu += time.process_time() - c0
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     point = self.eval_point(sum(losses) / len(losses))
                     losses.clear()
@@ -262,4 +267,4 @@ class Trainer:
         self.model.eval()
         done = self.step - first
         return TrainResult(list(self.history), self.step, self.elapsed,
-                           self.elapsed / self.step if self.step else 0.0, first)
+                           self.elapsed / self.step if self.step else 0.0, self.cpu, first)
