@@ -196,3 +196,37 @@ def test_transcribe_takes_set_and_config(capsys, tmp_path):
     out = capsys.readouterr().out
     assert len(json.loads(out.strip().splitlines()[-1])["utterances"]) == 1
     assert "turn" in out and "keeps listening" in out
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("turn_model", ["smart-turn-v3.2", "none"])
+def test_session_hears_the_whole_question_in_one_turn(tmp_path, whisper_model, turn_model):
+    """A whole session (tiny engine, piper, WAV sink) over the paused question: with the
+    model one utterance and one turn whose listen text holds the whole question before
+    the writer starts; with ``none`` the question arrives as two utterances."""
+    from voice_agent.core import Engine
+    from voice_agent.models import load_llm
+    from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, run_session
+    from voice_agent.trace import read_trace
+    from voice_agent.tts.piper_tts import PiperTts
+
+    config = load_config(overrides=[f"vad.turn_model={turn_model}"],
+                         engine={**VOICE_ENGINE_DEFAULTS, "max_answer": 16})
+    model, tok = load_llm("tiny")
+    out = tmp_path / "run"
+    result = run_session(source_factory=lambda clock: WavSource(PAUSE_CLIP, clock, pad_silence_s=2.5),
+                         config=config, models=Models(llm="tiny"), out_dir=out,
+                         decoder=Engine(model, tok, config.engine), whisper=whisper_model,
+                         tts=PiperTts())
+    assert result.exit_code == 0, result.error
+    _, events = read_trace(out / "trace.jsonl")
+    kinds = [e["ev"] for e in events]
+    finals = [e for e in events if e["ev"] == "asr.final"]
+    assert "turn.decision" in kinds and (out / "timeline.png").exists()
+    if turn_model == "none":
+        assert len(finals) == 2 and [f["utterance"] for f in finals] == [1, 2]
+        return
+    assert len(finals) == 1 and kinds.count("turn.start") == 1
+    first_write = kinds.index("llm.write") if "llm.write" in kinds else len(kinds)
+    heard = " ".join(e["text"] for e in events[:first_write] if e["ev"] == "llm.listen").lower()
+    assert "know" in heard and "moon" in heard, heard

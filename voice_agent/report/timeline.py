@@ -52,6 +52,7 @@ def draw_timeline(header: Record, events: list[Record], path: str | Path, *,
 
     _draw_turns(ax, events)
     _draw_user(lane, events, offset)
+    _draw_turn_decisions(lane, events)
     _draw_asr(lane, events)
     token_labels = _draw_tokens(lane, events, t_max)
     _draw_tts(lane, events)
@@ -161,6 +162,20 @@ def _draw_user(lane: _Lanes, events: list[Record], offset: float) -> None:
             label = " end of speech" if t >= free_from else ""
             ax.text(t, y + 0.86, label, fontsize=FONT, va="bottom")
             free_from = t + lane.text_width(" end of speech  ") if label else free_from
+
+
+def _draw_turn_decisions(lane: _Lanes, events: list[Record]) -> None:
+    """Each end-of-turn decision on the user lane, when it was made: a filled triangle
+    ends the turn, a hollow one keeps listening; the model's P(complete) beside it."""
+    y, ax = lane.y("user speech"), lane.ax
+    for e in events:
+        if e.get("ev") != "turn.decision":
+            continue
+        t, complete, p = float(e["t"]), bool(e.get("complete")), e.get("probability")
+        ax.plot([t], [y + 0.22], marker="^", ms=5, ls="", color=COLORS["user"],
+                markerfacecolor=COLORS["user"] if complete else "white")
+        label = f" {p:.2f}" if isinstance(p, (int, float)) else f" {e.get('by', '')}"
+        ax.text(t, y + 0.02, label, fontsize=FONT - 1, va="bottom", color=COLORS["user"])
 
 
 def _draw_asr(lane: _Lanes, events: list[Record]) -> None:

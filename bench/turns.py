@@ -1,0 +1,153 @@
+"""End-of-turn benchmark: the Smart Turn model against the fixed VAD hangover.
+
+Every clip is one question (one turn), replayed in real time through the Listener (VAD,
+turn policy, streaming ASR on its thread): the piper samples (assets/samples) and the
+held-out espeak-ng clips (assets/turns: other voices, several speeds, some with noise,
+and a *pause* set with a 600–800 ms pause where the sentence is unfinished). For each
+setting it reports, over all clips:
+
+- end of speech → final: from the moment the last voiced audio of the question was
+  delivered to its ``asr.final`` (median and max); the question's last utterance counts;
+- false turn ends: clips that became more than one utterance (the turn ended inside the
+  question), as a rate over all clips and over the pause set.
+
+    python bench/turns.py [--settings model hangover] [--clips NAME ...]
+
+Prints one JSON object per setting, a JSON summary, and last the line
+``final_latency turn_model/hangover = X.XX`` (median end of speech → final with the model
+over the same with the fixed 300 ms hangover, both measured in this run; below 1: sooner).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from voice_agent.asr import ListenConfig, Listener, load_whisper  # noqa: E402
+from voice_agent.asr.transcript import TranscriptCollector, run_listener  # noqa: E402
+from voice_agent.asr.wer import word_error_rate  # noqa: E402
+from voice_agent.audio.smart_turn import SmartTurn  # noqa: E402
+from voice_agent.audio.sources import WavSource  # noqa: E402
+from voice_agent.audio.vad import VadConfig  # noqa: E402
+from voice_agent.events import TurnDecision  # noqa: E402
+from voice_agent.trace import SessionClock  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SETTINGS = {
+    "model": VadConfig(),
+    "model_once": VadConfig(turn_recheck_ms=0),  # ask once, then wait for the limit
+    "hangover": VadConfig(turn_model="none"),
+}
+
+
+def clips() -> list[dict]:
+    """name, path, reference text, set (samples | complete | pause)."""
+    out = []
+    samples = json.loads((ASSETS / "samples" / "transcripts.json").read_text())
+    for name, text in samples.items():
+        out.append({"name": name, "path": ASSETS / "samples" / name, "text": text, "set": "samples"})
+    turns = json.loads((ASSETS / "turns" / "turns.json").read_text())
+    for name, meta in turns.items():
+        out.append({"name": name, "path": ASSETS / "turns" / name, "text": meta["text"],
+                    "set": "pause" if meta["pause_s"] else "complete"})
+    return out
+
+
+async def replay(whisper, turn_model, path: Path, config: ListenConfig) -> TranscriptCollector:
+    loop = asyncio.get_running_loop()
+    clock = SessionClock()
+    collector = TranscriptCollector()
+    listener = Listener(whisper, clock, config, turn_model=turn_model,
+                        emit=lambda ev: loop.call_soon_threadsafe(collector.on_event, ev))
+    listener.warm_up()
+    longest = max(config.vad.hangover_ms, config.vad.turn_limit_ms) / 1000
+    source = WavSource(path, clock, realtime=True, pad_silence_s=longest + 0.3)
+    clock.start = SessionClock().start
+    try:
+        await run_listener(source, listener, collector)
+    finally:
+        listener.close()
+    return collector
+
+
+def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dict]) -> dict:
+    config = ListenConfig(vad=vad)
+    rows = []
+    for item in items:
+        collector = asyncio.run(replay(whisper, turn_model, item["path"], config))
+        done = [u for u in collector.utterances if u.final_t is not None]
+        last = done[-1] if done else None
+        decisions = [e for e in collector.events if isinstance(e, TurnDecision)]
+        rows.append({
+            "clip": item["name"], "set": item["set"], "utterances": len(done),
+            "final_latency_s": last.final_latency_s if last else None,
+            "ended_by": decisions[-1].by if decisions else "end of input",
+            "p_end": decisions[-1].probability if decisions else None,
+            "model_ms": [d.ms for d in decisions if d.by == "model"],
+            "wer": round(word_error_rate(item["text"], " ".join(u.text for u in done)), 3),
+        })
+        print(json.dumps({"setting": label, **rows[-1]}), file=sys.stderr, flush=True)
+    lat = [r["final_latency_s"] for r in rows if r["final_latency_s"] is not None]
+    split = [r for r in rows if r["utterances"] > 1]
+    pause = [r for r in rows if r["set"] == "pause"]
+    model_ms = [m for r in rows for m in r["model_ms"]]
+    return {
+        "setting": label,
+        "vad": {k: getattr(vad, k) for k in ("turn_model", "turn_pause_ms", "turn_limit_ms",
+                                             "turn_threshold", "turn_recheck_ms", "hangover_ms")},
+        "clips": len(rows),
+        "median_final_latency_s": round(statistics.median(lat), 3) if lat else None,
+        "max_final_latency_s": round(max(lat), 3) if lat else None,
+        "false_turn_end_rate": round(len(split) / len(rows), 3),
+        "false_turn_end_rate_pause_set": round(sum(r["utterances"] > 1 for r in pause) / len(pause), 3)
+        if pause else None,
+        "split_clips": [r["clip"] for r in split],
+        "ended_by_limit": [r["clip"] for r in rows if r["ended_by"] == "limit"],
+        "median_model_ms": round(statistics.median(model_ms), 1) if model_ms else None,
+        "mean_wer": round(statistics.mean(r["wer"] for r in rows), 3),
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    ap.add_argument("--clips", nargs="+", help="clip names (default: all)")
+    ap.add_argument("--turn-pause-ms", type=int, help="short pause for the model settings")
+    args = ap.parse_args()
+    items = [c for c in clips() if not args.clips or c["name"] in args.clips]
+    whisper = load_whisper()
+    turn_model = SmartTurn.load()
+    results = {}
+    for label in dict.fromkeys(args.settings + ["model", "hangover"]):
+        vad = SETTINGS[label]
+        if args.turn_pause_ms and vad.turn_model != "none":
+            vad = replace(vad, turn_pause_ms=args.turn_pause_ms)
+        results[label] = r = run_setting(whisper, turn_model, label, vad, items)
+        print(json.dumps({k: v for k, v in r.items() if k != "rows"}), flush=True)
+    model, hangover = results["model"], results["hangover"]
+    summary = {
+        "median_final_latency_s": {k: r["median_final_latency_s"] for k, r in results.items()},
+        "max_final_latency_s": {k: r["max_final_latency_s"] for k, r in results.items()},
+        "false_turn_end_rate": {k: r["false_turn_end_rate"] for k, r in results.items()},
+        "false_turn_end_rate_pause_set": {k: r["false_turn_end_rate_pause_set"]
+                                          for k, r in results.items()},
+        "targets": {
+            "median_final_latency_le_0.35s": (model["median_final_latency_s"] or 9) <= 0.35,
+            "no_false_turn_end_on_pause_set": model["false_turn_end_rate_pause_set"] == 0,
+        },
+    }
+    print(json.dumps(summary))
+    ratio = model["median_final_latency_s"] / hangover["median_final_latency_s"]
+    print(f"final_latency turn_model/hangover = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
