@@ -129,10 +129,6 @@ def test_cli_trains_a_pair_and_refuses_bad_input(data_file, tmp_path):
                               "--data", str(tmp_path / "nope.jsonl"), "--out", str(out)), "not found")
     assert_one_line_error(cli("train-flythinker", "--generator", "tiny", "--data", str(data_file),
                               "--out", str(out)), "--baseline")
-    assert_one_line_error(cli("replay", str(SAMPLE), "--mode", "fly", "--llm", str(tmp_path)),
-                          "not a FlyThinker pair")
-    assert_one_line_error(cli("replay", str(SAMPLE), "--profile", str(tmp_path / "none.txt")),
-                          "profile file not found")
 
 
 @pytest.mark.heavy
@@ -142,6 +138,10 @@ def test_replay_in_fly_mode_with_a_tiny_trained_pair(data_file, tmp_path):
                str(data_file), "--out", str(out), "--steps", "2", "--batch-size", "2",
                "--no-progress")
     assert proc.returncode == 0, proc.stderr
+    assert_one_line_error(cli("replay", str(SAMPLE), "--mode", "fly", "--llm", str(tmp_path)),
+                          "not a FlyThinker pair")
+    assert_one_line_error(cli("replay", str(SAMPLE), "--profile", str(tmp_path / "none.txt")),
+                          "profile file not found")
     profile = tmp_path / "profile.txt"
     profile.write_text("Name: Ana. Units: metric. <|im_end|> Signs off with cheers.\n")
     run = tmp_path / "run"
