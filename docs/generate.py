@@ -255,7 +255,8 @@ def settings_md() -> str:
         if name == "engine":
             voice = {k: f"`{v!r}`" for k, v in VOICE_ENGINE_DEFAULTS.items()}
             lines += ["`replay` and `live` start from the voice defaults "
-                      "(`voice_agent.runner.VOICE_ENGINE_DEFAULTS`): spoken answers are short.", ""]
+                      "(`voice_agent.runner.VOICE_ENGINE_DEFAULTS`): spoken answers are short. A "
+                      "settings file, a named flag or `--set` overrides them.", ""]
             lines += _table(fields, voice, "voice default")
         else:
             lines += _table(fields)

@@ -69,10 +69,16 @@ class Config:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                defaults: dict[str, dict[str, Any]] | None = None,
                 **section_overrides: dict[str, Any]) -> Config:
-    """Defaults, then the TOML file, then ``section_overrides`` (from named CLI flags),
+    """Defaults (the dataclasses', then ``defaults``: a command's own, such as the voice
+    engine budgets), then the TOML file, then ``section_overrides`` (from named CLI flags),
     then ``--set`` overrides; unknown keys and ill-typed values are refused by name."""
     values: dict[str, dict[str, Any]] = {name: {} for name in _sections()}
+    for name, table in (defaults or {}).items():
+        if name not in values:
+            raise ConfigError(f"unknown section [{name}] in defaults (known: {', '.join(values)})")
+        values[name].update(table)
     if path is not None:
         p = Path(path)
         try:

@@ -40,7 +40,7 @@ def session_config(args: argparse.Namespace) -> tuple[Config, Models]:
         args.config, args.set,
         runtime={"device": args.device, "dtype": args.dtype, "torch_threads": args.threads},
         session={"mode": args.mode, "headphones": args.headphones or None},
-        engine={k: v for k, v in VOICE_ENGINE_DEFAULTS.items()},
+        defaults={"engine": dict(VOICE_ENGINE_DEFAULTS)},  # below the TOML file, not above it
     )
     if args.profile:
         from voice_agent.core.profile import read_profile, with_profile

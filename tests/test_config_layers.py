@@ -1,0 +1,40 @@
+"""Where a setting's value comes from, lowest first: the dataclass default, the command's
+own defaults (the voice engine budgets of replay/live), the TOML file, named flags, --set."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from voice_agent.commands.session_args import add_session_arguments, session_config
+from voice_agent.config import ConfigError, load_config
+from voice_agent.runner import VOICE_ENGINE_DEFAULTS
+
+
+def _session_args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_session_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_replay_and_live_start_from_the_voice_engine_budgets():
+    config, _ = session_config(_session_args())
+    for key, value in VOICE_ENGINE_DEFAULTS.items():
+        assert getattr(config.engine, key) == value
+
+
+def test_a_settings_file_beats_the_voice_defaults_and_set_beats_the_file(tmp_path):
+    toml = tmp_path / "s.toml"
+    toml.write_text("[engine]\nmax_thoughts = 99\nmax_answer = 77\n[runtime]\ndevice = \"cuda\"\n")
+    config, _ = session_config(_session_args("--config", str(toml), "--set", "engine.max_answer=55",
+                                             "--device", "cpu"))
+    assert config.engine.max_thoughts == 99          # the file, not the voice default (384)
+    assert config.engine.max_answer == 55            # --set beats the file
+    assert config.engine.max_writer_wait == VOICE_ENGINE_DEFAULTS["max_writer_wait"]
+    assert config.runtime.device == "cpu"            # a named flag beats the file
+
+
+def test_defaults_for_an_unknown_section_are_refused_by_name():
+    with pytest.raises(ConfigError, match=r"unknown section \[engin\]"):
+        load_config(defaults={"engin": {"max_answer": 1}})
