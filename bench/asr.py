@@ -46,7 +46,9 @@ async def replay(model, path: Path, config: ListenConfig
     listener = Listener(model, clock, config,
                         emit=lambda ev: loop.call_soon_threadsafe(collector.on_event, ev))
     listener.warm_up()
-    source = WavSource(path, clock, realtime=True, pad_silence_s=config.vad.hangover_ms / 1000 + 0.3)
+    # long enough for the end-of-turn policy's silence limit (an "incomplete" verdict)
+    longest = max(config.vad.hangover_ms, config.vad.turn_limit_ms) / 1000
+    source = WavSource(path, clock, realtime=True, pad_silence_s=longest + 0.3)
     clock.start = SessionClock().start
     cpu0 = time.process_time()
     try:

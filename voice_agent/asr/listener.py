@@ -76,8 +76,13 @@ class Listener:
         return self.vad.in_speech
 
     def warm_up(self) -> float:
-        """Run one decode before the clock matters; returns its seconds."""
-        return self.decoder.warm_up()
+        """Run one decode (and one end-of-turn call: onnxruntime's first run allocates)
+        before the clock matters; returns the seconds spent."""
+        spent = self.decoder.warm_up()
+        if self.turn.model is not None:
+            self.turn.model.probability(np.zeros(16_000, np.float32))
+            spent += self.turn.model.last_ms / 1000
+        return spent
 
     def feed(self, frame: AudioFrame) -> list[VadDecision]:
         """Handle one frame on the caller's thread; returns the VAD decisions it caused."""
