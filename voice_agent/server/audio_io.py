@@ -32,8 +32,9 @@ class NetworkSource:
     """Frames from a client that sends PCM16 (``push``) as a microphone would.
 
     A microphone never stops; a network client may (it paused, or it streamed a file and
-    stopped). When the client's audio falls more than ``gap_s`` behind the session clock,
-    digital silence fills the gap, so the VAD can close the user's speech.
+    stopped). When no audio came for ``gap_s`` and the audio timeline is behind the
+    session clock, digital silence fills the gap, so the VAD can close the user's speech.
+    Audio that keeps flowing, even a little slower than real time, is never padded.
 
     Args:
         clock: the session clock.
@@ -53,6 +54,7 @@ class NetworkSource:
         self._origin: float | None = None  # session time of audio time 0
         self.filled_s = 0.0        # silence filled in, for the trace reader's curiosity
         self.received_samples = 0
+        self._last_push = 0.0      # session time of the last audio received
 
     @property
     def rate(self) -> int:
@@ -66,6 +68,7 @@ class NetworkSource:
         """Queue client audio (PCM16 little-endian mono at ``rate``)."""
         x = np.frombuffer(pcm16, dtype="<i2").astype(np.int16)
         self.received_samples += len(x)
+        self._last_push = self.clock.now()
         ahead = self.ahead_s()
         if ahead > self.max_ahead_s:
             raise AudioAheadError(f"{ahead:.0f} s of audio queued: send audio in real time")
@@ -110,8 +113,8 @@ class NetworkSource:
         return AudioFrame(t=now, audio_t=audio_t, pcm=pcm)
 
     def _fill(self) -> list[AudioFrame]:
-        if self._origin is None:
-            return []  # no audio yet: nothing to be late against
+        if self._origin is None or self.clock.now() - self._last_push < self.gap_s:
+            return []  # no audio yet, or audio still flows (a slow client is not silent)
         behind = self.clock.now() - self._origin - self._frames * FRAME_S
         if behind <= self.gap_s:
             return []
@@ -177,7 +180,9 @@ class AudioSender:
             if self.kept_s < MAX_KEPT_S:
                 self.sent.append((start, block))
                 self.kept_s += len(block) / rate
-            await self._send(self._pcm16(block))
+            pcm = self._pcm16(block)
+            if pcm:  # a resampler may hold back the first few samples
+                await self._send(pcm)
 
     def timeline(self) -> tuple[np.ndarray, int]:
         """What the client was sent, on the session timeline (for out.wav)."""
