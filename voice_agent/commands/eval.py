@@ -15,7 +15,7 @@ HELP = ("answer a problem set in every mode (typed, or --spoken through the whol
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True,
+    p.add_argument("--data",
                    help="a JSONL file (id, problem, answer, optional choices, kind; GSM8K, "
                         "MATH-500 and MMLU-Pro lines are read too), a named set (mini, "
                         "bigbench-object-counting, bigbench-navigate, bigbench-date-understanding, "
@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="last stdout line: the per-mode figures as JSON")
+    p.add_argument("--from-results", metavar="DIR",
+                   help="decode nothing: rebuild DIR's summary.md and plots from its results.jsonl "
+                        "(a run cut short keeps every finished line)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     from voice_agent.eval.harness import EvalOptions, json_line, run_eval
 
+    if args.from_results:
+        return _from_results(Path(args.from_results), args.json)
+    if not args.data:
+        raise VoiceAgentError("--data is required (a JSONL file or a named set, e.g. mini)")
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     for name, v in (("--limit", args.limit), ("--max-thoughts", args.max_thoughts),
                     ("--max-answer", args.max_answer), ("--max-steps", args.max_steps),
@@ -72,4 +79,33 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"results: {out}/results.jsonl, summary.md, accuracy_vs_delay.png, delay_cdf.png")
     if args.json:
         sys.stdout.write(json_line(figures, out, args.spoken) + "\n")
+    return 0
+
+
+def _from_results(out: Path, as_json: bool) -> int:
+    import json
+
+    from voice_agent.eval.harness import json_line
+    from voice_agent.eval.report import write_summary
+
+    path = out / "results.jsonl"
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    except (OSError, ValueError) as e:
+        raise VoiceAgentError(f"{path}: cannot read the results ({e})") from None
+    if not rows:
+        raise VoiceAgentError(f"{path}: no results in it")
+    spoken = bool(rows[0].get("spoken"))
+    try:  # what the run was (written when it started), and how long it has run so far
+        meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        meta["wall_s"] = path.stat().st_mtime - meta["started"]
+    except (OSError, ValueError, KeyError):
+        meta = {"data": rows[0].get("set", "?"), "llm": "(not recorded)", "seed": "(not recorded)",
+                "budgets": "(not recorded)",
+                "wall_s": 0.0}
+    figures = write_summary(out, rows, spoken, meta)
+    print(f"rebuilt {out}/summary.md and the plots from {len(rows)} results", file=sys.stderr)
+    if as_json:
+        sys.stdout.write(json_line(figures, out, spoken) + "\n")
     return 0

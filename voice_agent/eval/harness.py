@@ -13,6 +13,9 @@ from typing import Any
 from voice_agent.errors import VoiceAgentError
 
 MODES = ("async", "think", "nothink", "cascade")
+# A spoken problem waits this long after the question for the answer to finish (the
+# session's default is 60 s): on a starved CPU a slow answer must not count as no answer.
+SPOKEN_END_WAIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
         d.warm_up()
     spoken_ctx = _spoken_context(opts, base) if opts.spoken else None
 
+    meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
+            "budgets": settings, "modes": list(opts.modes), "limit": opts.limit,
+            "spoken": opts.spoken, "started": time.time()}
+    (opts.out / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     rows: list[dict] = []
     task = progress.add_task("eval", total=len(problems) * len(opts.modes)) if progress else None
     with open(opts.out / "results.jsonl", "w", encoding="utf-8") as live:
@@ -111,8 +118,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
                 if progress:
                     progress.advance(task)
     write_results(opts.out, rows)
-    meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
-            "budgets": settings, "wall_s": time.monotonic() - started}
+    meta["wall_s"] = time.monotonic() - started
     figures = write_summary(opts.out, rows, opts.spoken, meta)
     return rows, figures
 
@@ -133,7 +139,8 @@ def _spoken_one(p: Any, mode: str, decoder: Any, opts: EvalOptions, ctx: dict[st
 
     config = load_config(runtime={"device": opts.device, "dtype": opts.dtype,
                                   "torch_threads": opts.threads},
-                         session={"mode": mode}, engine=engine_settings(opts))
+                         session={"mode": mode, "end_wait_s": SPOKEN_END_WAIT_S},
+                         engine=engine_settings(opts))
     wav = question_wav(p, tts, ctx["cache"])
     return run_spoken(p, wav, config=config, models=Models(llm=opts.llm), decoder=decoder,
                       whisper=ctx["whisper"], tts=tts, out_dir=opts.out / "spoken" / mode / p.id,

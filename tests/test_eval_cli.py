@@ -1,0 +1,91 @@
+"""`eval` end to end on the tiny model: every mode, typed and spoken; determinism."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from voice_agent.cli import main
+
+SHORT = [  # short questions keep the spoken replay (real time) brief
+    {"id": "q1", "problem": "What is two plus two?", "answer": "4"},
+    {"id": "q2", "problem": "Is snow cold?", "answer": "yes"},
+    {"id": "q3", "problem": "Pick a letter. Options: (A) red. (B) blue.", "answer": "B",
+     "choices": ["red", "blue"]},
+]
+KEYS = {"n", "accuracy", "median_first_answer_token_s", "median_delay_to_first_s",
+        "median_total_delay_s"}
+MODES = ["async", "think", "nothink", "cascade"]
+
+
+@pytest.fixture
+def short_set(tmp_path):
+    path = tmp_path / "short.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in SHORT) + "\n")
+    return path
+
+
+def run_eval(capsys, data, out, *extra):
+    code = main(["eval", "--data", str(data), "--llm", "tiny", "--max-thoughts", "8",
+                 "--max-answer", "6", "--out", str(out), "--json", *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out.strip().splitlines()[-1]), captured.err
+
+
+def read_rows(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_text_mode_every_mode_and_the_same_predictions_twice(short_set, tmp_path, capsys):
+    first, err = run_eval(capsys, short_set, tmp_path / "a")
+    assert "noise" in err
+    assert set(first["modes"]) == set(MODES) and first["out"] == str(tmp_path / "a")
+    for figures in first["modes"].values():
+        assert set(figures) == KEYS and figures["n"] == 3
+        assert figures["median_first_answer_token_s"] > 0
+    rows = read_rows(tmp_path / "a")
+    assert len(rows) == 12
+    for r in rows:
+        for key in ("id", "mode", "prediction", "answer", "correct", "thoughts", "answer_text",
+                    "first_answer_token_s", "delay_to_first", "total_delay", "total_delay_minus1"):
+            assert key in r
+        assert bool(r["thoughts"]) == (r["mode"] in ("async", "think"))
+    for name in ("summary.md", "accuracy_vs_delay.png", "delay_cdf.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+
+    run_eval(capsys, short_set, tmp_path / "b")  # greedy: the same command, the same answers
+    again = read_rows(tmp_path / "b")
+    pick = lambda rs: [(r["mode"], r["id"], r["prediction"], r["answer_text"], r["thoughts"])
+                       for r in rs]
+    assert pick(again) == pick(rows)
+    # summaries differ only in timings: blank every number with a decimal point and the run time
+    blank = lambda p: re.sub(r"\d+\.\d+|run time: \d+ s", "#", p.read_text())
+    assert blank(tmp_path / "a" / "summary.md") == blank(tmp_path / "b" / "summary.md")
+
+
+def test_bad_flags_are_one_line(capsys):
+    assert main(["eval", "--data", "mini", "--llm", "tiny", "--modes", "async,fast"]) == 2
+    assert "unknown mode(s) fast" in capsys.readouterr().err
+    assert main(["eval", "--data", "mini", "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.heavy
+def test_spoken_mode_every_mode(short_set, tmp_path, capsys):
+    out = tmp_path / "spoken"
+    result, _ = run_eval(capsys, short_set, out, "--spoken", "--max-answer", "4")
+    assert set(result["modes"]) == set(MODES)
+    for figures in result["modes"].values():
+        assert set(figures) == KEYS | {"median_response_latency_s"} and figures["n"] == 3
+    rows = read_rows(out)
+    assert len(rows) == 12
+    for r in rows:
+        assert r["session_error"] is None
+        assert r["transcript"], r  # the question was heard
+        assert (out / "spoken" / r["mode"] / r["id"] / "trace.jsonl").exists()
+        if r["answer_text"]:
+            assert r["response_latency_s"] is not None and r["live_total_delay"] is not None
+    assert sum("two plus two" in r["transcript"].lower() for r in rows) >= 3
