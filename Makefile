@@ -28,8 +28,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[test,flythinker]"
 	touch $@
 
+# The virtual sound card of tests/test_live_pulse.py (PulseAudio, the ALSA pulse plugin,
+# PortAudio): apt-installed only when missing, and only where apt-get exists and we are
+# root; elsewhere that test skips and says why.
+SOUND_PKGS := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
+$(VENV)/.installed-sound: | $(BIN)/python
+	@if dpkg -s $(SOUND_PKGS) >/dev/null 2>&1; then touch $@; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(SOUND_PKGS) >/dev/null && touch $@) || \
+	  echo "note: apt-get could not install $(SOUND_PKGS): the live sound-card test will skip"; \
+	else echo "note: $(SOUND_PKGS) missing and no apt-get as root: the live sound-card test will skip"; fi
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(VENV)/.installed-sound
 
 demo: install
 	$(BIN)/python run_assistant.py replay $(SAMPLE) --mode $(MODE)

@@ -142,8 +142,10 @@ class _FakePortAudio:
     class PortAudioError(Exception):
         pass
 
-    def __init__(self, refuse_16k: bool, device_rate: int = 48000, seconds: float = 0.5):
+    def __init__(self, refuse_16k: bool, device_rate: int = 48000, seconds: float = 0.5,
+                 backlog_s: float = 0.0):
         self.refuse_16k, self.device_rate, self.seconds = refuse_16k, device_rate, seconds
+        self.backlog_s = backlog_s  # delivered back to back first, as a buffered device does
         self.opened: list[int] = []
         self.default = type("D", (), {"device": [0, 0]})()
 
@@ -169,14 +171,23 @@ class _FakePortAudio:
                 pcm = (sig * 32767).astype(np.int16).reshape(-1, 1)
 
                 def pump():
-                    for i in range(0, len(pcm), blocksize):
+                    import time
+
+                    old = np.zeros((int(fake.backlog_s * rate), 1), np.int16)
+                    for i in range(0, len(old), blocksize):  # the device's buffer, at once
+                        callback(old[i:i + blocksize], blocksize, None, None)
+                    for i in range(0, len(pcm), blocksize):  # then live, at the pace of time
                         callback(pcm[i:i + blocksize], blocksize, None, None)
+                        time.sleep(blocksize / rate)
 
                 self.thread = threading.Thread(target=pump)
                 self.thread.start()
                 fake.opened.append(rate)
 
             def stop(self):
+                self.thread.join()
+
+            def abort(self):
                 self.thread.join()
 
             def close(self):
@@ -204,3 +215,28 @@ def test_mic_frames_come_from_the_callback_thread_in_order(monkeypatch, refuse_1
     assert [f.audio_t for f in frames] == [round(i * 0.02, 6) for i in range(20)]
     assert all(f.pcm.shape == (FRAME_SAMPLES,) for f in frames)
     assert frame_rms(frames[-1].pcm) == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
+
+
+def test_mic_backlog_is_dropped_not_replayed_in_a_burst(monkeypatch):
+    """A device that opens with 3 s of buffered audio: that backlog never reaches the
+    session; the live frames that follow keep pace with their arrival time."""
+    import sys
+
+    fake = _FakePortAudio(refuse_16k=False, seconds=0.6, backlog_s=3.0)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    mic = MicSource(SessionClock(), device="fake")
+
+    async def take(n):
+        out = []
+        async for frame in mic:
+            out.append(frame)
+            if len(out) == n:
+                return out
+
+    frames = asyncio.run(asyncio.wait_for(take(25), 5.0))
+    assert mic.backlog.dropped_s >= 2.8  # all but the first driver period of old audio
+    live = [f for f in frames if frame_rms(f.pcm) > 0.1]
+    assert len(live) >= 15
+    # live audio arrives at the pace of time: audio time and arrival time advance together
+    spread = [f.t - f.audio_t for f in live]
+    assert max(spread) - min(spread) < 0.15

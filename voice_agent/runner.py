@@ -139,12 +139,30 @@ def noise_note(llm_name: str | None) -> str | None:
 
 async def _frames_until(source: Any, stop: asyncio.Event, recorder: InputRecorder,
                         trace: LazyTrace) -> AsyncIterator[AudioFrame]:
-    async for frame in source:
-        recorder.add(frame)
-        trace.open(recorder.offset)
-        yield frame
-        if stop.is_set():
-            return
+    """The source's frames until it ends or ``stop`` is set. Each wait for a frame races
+    ``stop``: a device that delivers nothing (silent, unplugged, stalled) must not keep
+    Ctrl-C or SIGTERM from ending the session."""
+    frames = aiter(source)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            nxt = asyncio.ensure_future(anext(frames))
+            await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                nxt.cancel()  # raises CancelledError inside the source: it closes its stream
+                await asyncio.gather(nxt, return_exceptions=True)
+                return
+            try:
+                frame = nxt.result()
+            except StopAsyncIteration:
+                return
+            recorder.add(frame)
+            trace.open(recorder.offset)
+            yield frame
+    finally:
+        stopped.cancel()
+        if hasattr(frames, "aclose"):
+            await frames.aclose()
 
 
 def run_session(*, source_factory: Any, config: Config, models: Models, out_dir: Path,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import AsyncIterator, Iterator, Protocol
 
 import numpy as np
 
 from voice_agent.audio import FRAME_SAMPLES, SAMPLE_RATE
+from voice_agent.audio.backlog import BacklogGate
 from voice_agent.audio.devices import import_sounddevice, list_devices, match_device
 from voice_agent.audio.frames import FRAME_S, AudioFrame, FrameSlicer, slice_frames
 from voice_agent.audio.wav import read_wav, to_int16
@@ -148,9 +150,14 @@ class MicSource:
         max_queue_s: frames not yet consumed are kept up to this many seconds; older ones
             are dropped with a warning (a stalled consumer must not grow memory forever).
 
-    The PortAudio callback only copies the block and hands it to the event loop with
-    ``call_soon_threadsafe``; conversion and framing happen on the loop.
-    Raises ``DeviceError`` (naming libportaudio2) when PortAudio or the device is missing.
+    The PortAudio callback stamps the block's arrival on the clock, asks the
+    ``BacklogGate`` whether it is live audio or a buffered backlog (dropped: see
+    audio/backlog.py), copies it and hands it to the event loop with
+    ``call_soon_threadsafe``; conversion and framing happen on the loop. Frames carry the
+    arrival time, so a busy loop shows as latency, never as audio squeezed in time.
+    The stream opens on the first iteration, which the session starts once every model
+    is warm. Raises ``DeviceError`` (naming libportaudio2) when PortAudio or the device is
+    missing.
     """
 
     def __init__(self, clock: Clock, *, device: str | int | None = None,
@@ -160,6 +167,7 @@ class MicSource:
         self.max_frames = max(1, int(max_queue_s / FRAME_S))
         self.dropped_frames = 0
         self.overflows = 0
+        self.backlog = BacklogGate()
         self._stream = None
 
     def open(self, loop: asyncio.AbstractEventLoop, on_block) -> int:
@@ -168,14 +176,19 @@ class MicSource:
         info = match_device(self.device, list_devices(), want_input=True)
         index = None if info is None else info.index
 
-        def callback(indata, n_frames, time_info, status) -> None:  # PortAudio thread
-            loop.call_soon_threadsafe(on_block, indata[:, 0].copy(), bool(status))
+        def make_callback(rate: int):
+            def callback(indata, n_frames, time_info, status) -> None:  # PortAudio thread
+                now = self.clock.now()
+                if self.backlog.admit(now, n_frames / rate):
+                    loop.call_soon_threadsafe(on_block, indata[:, 0].copy(), bool(status), now)
+            return callback
 
         for rate in _candidate_rates(info, sd, index):
             try:
+                self.backlog = BacklogGate()
                 self._stream = sd.InputStream(
                     samplerate=rate, channels=1, dtype="int16", device=index,
-                    blocksize=int(rate * FRAME_S), callback=callback)
+                    blocksize=int(rate * FRAME_S), callback=make_callback(rate))
                 self._stream.start()
                 return int(rate)
             except sd.PortAudioError as e:
@@ -184,18 +197,38 @@ class MicSource:
         raise DeviceError(f"cannot open input device {self.device!r} at 16000 Hz or its "
                           "default rate (is a microphone connected?)")
 
-    def close(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            stream.stop()
-            stream.close()
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Abort and close the stream, waiting at most ``timeout_s``.
+
+        Not ``stop()``: it waits for PortAudio's callback thread, and on a stalled device
+        (a microphone that delivers nothing: ALSA's pulse plugin blocked in a read) that
+        thread never returns, so Ctrl-C would hang here (found with PulseAudio). Abort
+        cancels it; the wait is bounded all the same, on a helper thread.
+        """
+        if self._stream is None:
+            return
+        stream, self._stream = self._stream, None
+        done = threading.Event()
+
+        def shut() -> None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception as e:  # noqa: BLE001 - closing a broken device must not raise
+                logger.warning("closing the input device: %s", e)
+            finally:
+                done.set()
+
+        threading.Thread(target=shut, name="mic-close", daemon=True).start()
+        if not done.wait(timeout_s):
+            logger.warning("the input device did not close within %.0f s; left open", timeout_s)
 
     async def __aiter__(self) -> AsyncIterator[AudioFrame]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[AudioFrame] = asyncio.Queue()
         converters: list[BlockConverter] = []  # set once the device rate is known
 
-        def on_block(block: np.ndarray, overflow: bool) -> None:  # on the loop
+        def on_block(block: np.ndarray, overflow: bool, t: float) -> None:  # on the loop
             if not converters:
                 return  # the stream started before open() returned its rate
             self.overflows += int(overflow)
@@ -208,7 +241,7 @@ class MicSource:
                     if self.dropped_frames == 1:
                         logger.warning("microphone frames dropped: the consumer is too slow")
                 audio_t = (first + k * FRAME_SAMPLES) / SAMPLE_RATE
-                queue.put_nowait(AudioFrame(t=self.clock.now(), audio_t=audio_t, pcm=pcm))
+                queue.put_nowait(AudioFrame(t=t, audio_t=audio_t, pcm=pcm))
 
         rate = self.open(loop, on_block)
         converters.append(BlockConverter(rate))
@@ -217,6 +250,8 @@ class MicSource:
                 yield await queue.get()
         finally:
             self.close()
+            if self.backlog.dropped_s:
+                logger.info("dropped %.2f s of microphone backlog", self.backlog.dropped_s)
 
 
 def _candidate_rates(info, sd, index) -> list[int]:
