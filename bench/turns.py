@@ -11,7 +11,12 @@ setting it reports, over all clips:
 - false turn ends: clips that became more than one utterance (the turn ended inside the
   question), as a rate over all clips and over the pause set.
 
-    python bench/turns.py [--settings model hangover] [--clips NAME ...]
+    python bench/turns.py [--settings model hangover] [--clips NAME ...] [--sim]
+
+``--sim`` replays on a ``SimClock`` with the recogniser inline: compute takes no
+simulated time, so the latency is the policy's own floor (what it decides from the audio
+heard), independent of the machine's load; the model's and the decoder's compute times
+are reported beside it, measured as they ran.
 
 Prints one JSON object per setting, a JSON summary, and last the line
 ``final_latency turn_model/hangover = X.XX`` (median end of speech → final with the model
@@ -34,7 +39,7 @@ from voice_agent.asr import ListenConfig, Listener, load_whisper  # noqa: E402
 from voice_agent.asr.transcript import TranscriptCollector, run_listener  # noqa: E402
 from voice_agent.asr.wer import word_error_rate  # noqa: E402
 from voice_agent.audio.smart_turn import SmartTurn  # noqa: E402
-from voice_agent.audio.sources import WavSource  # noqa: E402
+from voice_agent.audio.sources import SimClock, WavSource  # noqa: E402
 from voice_agent.audio.vad import VadConfig  # noqa: E402
 from voice_agent.events import TurnDecision  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
@@ -60,6 +65,22 @@ def clips() -> list[dict]:
     return out
 
 
+def replay_sim(whisper, turn_model, path: Path, config: ListenConfig) -> TranscriptCollector:
+    """Inline on a SimClock: frames are "delivered" at their audio end time."""
+    clock = SimClock()
+    collector = TranscriptCollector()
+    listener = Listener(whisper, clock, config, turn_model=turn_model, threaded=False,
+                        emit=collector.on_event)
+    longest = max(config.vad.hangover_ms, config.vad.turn_limit_ms) / 1000
+    for frame in WavSource(path, clock, realtime=False, pad_silence_s=longest + 0.3):
+        collector.on_frame(frame)
+        listener.feed(frame)
+    listener.end_of_input()
+    listener.close()
+    collector.decode_s = list(listener.stats.decode_s)
+    return collector
+
+
 async def replay(whisper, turn_model, path: Path, config: ListenConfig) -> TranscriptCollector:
     loop = asyncio.get_running_loop()
     clock = SessionClock()
@@ -74,14 +95,20 @@ async def replay(whisper, turn_model, path: Path, config: ListenConfig) -> Trans
         await run_listener(source, listener, collector)
     finally:
         listener.close()
+    collector.decode_s = list(listener.stats.decode_s)
     return collector
 
 
-def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dict]) -> dict:
+def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dict],
+                sim: bool = False) -> dict:
     config = ListenConfig(vad=vad)
-    rows = []
+    rows, decode_s = [], []
     for item in items:
-        collector = asyncio.run(replay(whisper, turn_model, item["path"], config))
+        if sim:
+            collector = replay_sim(whisper, turn_model, item["path"], config)
+        else:
+            collector = asyncio.run(replay(whisper, turn_model, item["path"], config))
+        decode_s += collector.decode_s
         done = [u for u in collector.utterances if u.final_t is not None]
         last = done[-1] if done else None
         decisions = [e for e in collector.events if isinstance(e, TurnDecision)]
@@ -111,6 +138,7 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
         "split_clips": [r["clip"] for r in split],
         "ended_by_limit": [r["clip"] for r in rows if r["ended_by"] == "limit"],
         "median_model_ms": round(statistics.median(model_ms), 1) if model_ms else None,
+        "median_decode_ms": round(1000 * statistics.median(decode_s), 1) if decode_s else None,
         "mean_wer": round(statistics.mean(r["wer"] for r in rows), 3),
         "rows": rows,
     }
@@ -121,6 +149,8 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     ap.add_argument("--clips", nargs="+", help="clip names (default: all)")
     ap.add_argument("--turn-pause-ms", type=int, help="short pause for the model settings")
+    ap.add_argument("--sim", action="store_true",
+                    help="SimClock, recogniser inline: the policy's latency floor, load-free")
     args = ap.parse_args()
     items = [c for c in clips() if not args.clips or c["name"] in args.clips]
     whisper = load_whisper()
@@ -130,10 +160,11 @@ def main() -> None:
         vad = SETTINGS[label]
         if args.turn_pause_ms and vad.turn_model != "none":
             vad = replace(vad, turn_pause_ms=args.turn_pause_ms)
-        results[label] = r = run_setting(whisper, turn_model, label, vad, items)
+        results[label] = r = run_setting(whisper, turn_model, label, vad, items, args.sim)
         print(json.dumps({k: v for k, v in r.items() if k != "rows"}), flush=True)
     model, hangover = results["model"], results["hangover"]
     summary = {
+        "clock": "sim (compute takes no time)" if args.sim else "real time",
         "median_final_latency_s": {k: r["median_final_latency_s"] for k, r in results.items()},
         "max_final_latency_s": {k: r["max_final_latency_s"] for k, r in results.items()},
         "false_turn_end_rate": {k: r["false_turn_end_rate"] for k, r in results.items()},
