@@ -88,4 +88,5 @@ def test_spoken_mode_every_mode(short_set, tmp_path, capsys):
         assert (out / "spoken" / r["mode"] / r["id"] / "trace.jsonl").exists()
         if r["answer_text"]:
             assert r["response_latency_s"] is not None and r["live_total_delay"] is not None
-    assert sum("two plus two" in r["transcript"].lower() for r in rows) >= 3
+    # whisper may write "2 plus 2": the words, not the spelling, must come through
+    assert sum("plus" in r["transcript"].lower() for r in rows if r["id"] == "q1") == 4
