@@ -34,7 +34,7 @@ import torch
 from voice_agent.core.flythinker.data import Encoder
 from voice_agent.core.flythinker.decode import PairDecoder, generator_only
 from voice_agent.core.flythinker.fusion import FusedPair, GeneratorOnly
-from voice_agent.core.flythinker.synthetic import examples
+from voice_agent.core.flythinker.synthetic import examples, task_tokenizer
 from voice_agent.core.flythinker.tiny import n_params, tiny_qwen3
 from voice_agent.core.flythinker.train import TrainConfig, Trainer
 
@@ -163,11 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/flythinker_experiment.json")
     args = p.parse_args(argv)
 
-    from voice_agent.models import load_llm
-
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' cache renames
-    _, tok = load_llm("tiny")  # only its tokenizer: models are built here, random-init
+    tok = task_tokenizer()  # models are built here, random-init, over the task's tokenizer
     enc = Encoder(tok)
     train_ex, held = examples(args.n_train, args.n_eval, args.data_seed)
     train_rows, eval_rows = [enc.encode(e) for e in train_ex], [enc.encode(e) for e in held]

@@ -6,7 +6,7 @@ the profile while it writes:
 
 - the greeting uses the user's name and the closing their sign-off;
 - the distance is given in km, or converted to miles for imperial users;
-- the answer has the user's number of fact sentences (3–7), in the place's fixed order;
+- the answer has the user's number of fact sentences (2–5), in the place's fixed order;
 - every k-th fact sentence (k from the profile: 2 or 3) starts with "Also,", so the
   model must count sentences against k all the way down.
 
@@ -45,13 +45,14 @@ def miles(km: int) -> int:
 
 def make_profile(rng: random.Random) -> dict:
     return {"name": rng.choice(NAMES), "units": rng.choice(["metric", "imperial"]),
-            "facts": rng.randint(3, 7), "every": rng.choice([2, 3]),
+            "facts": rng.randint(2, 5), "every": rng.choice([2, 3]),
             "closing": rng.choice(CLOSINGS)}
 
 
 def profile_text(p: dict) -> str:
-    return (f"Name: {p['name']}. Units: {p['units']}. Wants {p['facts']} facts. "
-            f"Every {p['every']} facts start with Also. Signs off with {p['closing']}.")
+    # terse on purpose: sequence length is the CPU experiment's cost
+    return (f"{p['name']}; {p['units']}; {p['facts']} facts; Also every {p['every']}; "
+            f"sign-off {p['closing']}.")
 
 
 def answer(p: dict, place: str, km: int) -> str:
@@ -81,6 +82,30 @@ def examples(n_train: int, n_eval: int, seed: int = 0) -> tuple[list[Example], l
 
     def to_ex(row):
         p, place, km = row
-        return Example(profile_text(p), f"Tell me about the {place}, {km} km from here.", answer(p, place, km))
+        return Example(profile_text(p), f"The {place}, {km} km?", answer(p, place, km))
 
     return [to_ex(r) for r in train_rows], [to_ex(r) for r in held]
+
+
+def task_tokenizer(vocab_size: int = 512):
+    """A byte-level BPE trained on this task's own texts, with the tiny Qwen3's special
+    tokens and chat template: the task's words become about one token each, which halves
+    the sequence length (the experiment's whole cost) against the general tiny tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from voice_agent.tiny_llm import CHAT_TEMPLATE, SPECIAL_TOKENS
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    train, held = examples(2000, 0, seed=12345)
+    lines = [t for e in train for t in (e.profile, e.inp, e.target)]
+    lines += ["user\n", "assistant\n", "system\n", "\n\n", " yes", " no", "Yes", "No"]
+    tok.train_from_iterator(lines, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
