@@ -18,6 +18,7 @@ FIGURES = (  # (results key, summary key)
     ("delay_to_first", "median_delay_to_first_s"),
     ("total_delay", "median_total_delay_s"),
     ("total_delay_minus1", "median_total_delay_minus1_s"),
+    ("first_answer_step", "median_first_answer_step"),
 )
 SPOKEN_FIGURES = (
     ("response_latency_s", "median_response_latency_s"),
@@ -57,7 +58,7 @@ def write_summary(out: Path, rows: Sequence[dict[str, Any]], spoken: bool,
              f"greedy, seed {meta['seed']}, budgets: {meta['budgets']}",
              f"- run time: {meta['wall_s']:.0f} s", ""]
     cols = ["mode", "n", "accuracy", "first answer token (s)", "delay_to_first (s)",
-            "total_delay (s)", "total_delay_minus1 (s)"]
+            "total_delay (s)", "total_delay_minus1 (s)", "first answer step"]
     if spoken:
         cols += ["response latency, live (s)", "delay_to_first, live (s)", "total_delay, live (s)"]
     for data_set in dict.fromkeys(r["set"] for r in rows):
@@ -69,7 +70,9 @@ def write_summary(out: Path, rows: Sequence[dict[str, Any]], spoken: bool,
             vals += [_fmt(fig[name]) for _, name in FIGURES + (SPOKEN_FIGURES if spoken else ())]
             lines.append("| " + " | ".join(str(v) for v in vals) + " |")
         lines.append("")
-    lines += ["Medians over problems. Delays (post-hoc model, AsyncReasoning §3): chunks of "
+    lines += ["*first answer step*: decoder steps (one forward pass each) before the first "
+              "answer token, which CPU load does not change. ",
+              "Medians over problems. Delays (post-hoc model, AsyncReasoning §3): chunks of "
               "≥ 5 writer tokens, never split in a formula, each synthesised by our piper "
               "voice; parallel TTS. Text mode times from before the prompt prefill; spoken "
               "mode from the end of the question's speech. *live*: the session's own report.",

@@ -53,6 +53,8 @@ def run_spoken(problem: Problem, wav: Path, *, config: Any, models: Any, decoder
         source_factory=lambda clock: WavSource(wav, clock, realtime=True, pad_silence_s=PAD_S),
         config=config, models=models, out_dir=out_dir, decoder=decoder, whisper=whisper,
         tts=tts, view=None)
+    if result.exit_code == 130:  # Ctrl-C / SIGTERM reached the session: stop the whole eval
+        raise KeyboardInterrupt
     transcript = " ".join(t["user"] for t in result.turns if t["user"])
     heard = " ".join(t["answer"] for t in result.turns if t["answer"])
     verdict = check(heard, problem.answer, problem.kind, problem.choices)

@@ -25,8 +25,11 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
     clock.start = time.monotonic()  # before any prefill
     writes: list[tuple[str, float]] = []
     thoughts = 0
+    first_step = thoughts_before = None  # load-independent: steps, not seconds
     for ev in decoder.run(problem.problem, system=system, max_steps=max_steps):
         if isinstance(ev, LlmWrite):
+            if not writes:
+                first_step, thoughts_before = ev.step, thoughts
             writes.append((ev.text, ev.t))
         elif isinstance(ev, LlmThink):
             thoughts += 1
@@ -41,7 +44,8 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
         "thoughts": decoder.thoughts_text, "answer_text": answer,
         "first_answer_token_s": _r(writes[0][1]) if writes else None,
         "generation_s": _r(gen_s), "answer_tokens": len(writes), "thought_tokens": thoughts,
-        "steps": steps, **delay_figures(chunks, synth),
+        "steps": steps, "first_answer_step": first_step,
+        "thoughts_before_answer": thoughts_before, **delay_figures(chunks, synth),
     }
 
 
