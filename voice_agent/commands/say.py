@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from voice_agent.errors import VoiceAgentError
 
@@ -62,19 +63,8 @@ def run(args: argparse.Namespace) -> int:
     # A WAV is scheduled, not waited for, so synthesis need not wait for playback.
     worker = TtsWorker(tts, sink, clock=clock, emit=emit,
                        max_ahead_s=math.inf if args.out is not None else None)
-    chunker = Chunker()
-    spoken: list = []
-    first_text_t = None
     try:
-        for i, piece in enumerate(_pieces(args.text)):
-            if first_text_t is None and piece.strip():
-                first_text_t = clock.now()
-            for chunk in chunker.push(piece, i):
-                spoken.append(chunk)
-                worker.speak(chunk)
-        for chunk in chunker.flush():
-            spoken.append(chunk)
-            worker.speak(chunk)
+        spoken, first_text_t = _speak_all(args.text, Chunker(), worker, clock)
         worker.wait_done()
         if args.out is not None:
             sink.play_out()
@@ -97,6 +87,26 @@ def run(args: argparse.Namespace) -> int:
               f"after {result['first_audio_s'] * 1000:.0f} ms, RTF {result['rtf']:.3f}")
         print(result["spoken_text"])
     return 0
+
+
+def _speak_all(text: str, chunker: Any, worker: Any, clock: Any) -> tuple[list, float | None]:
+    """Feed the text (or stdin, for "-") through the chunker to the TTS as it arrives.
+
+    Returns the chunks given to the TTS and when the first non-blank text arrived (the
+    start of the first-audio latency).
+    """
+    spoken: list = []
+    first_text_t = None
+    for i, piece in enumerate(_pieces(text)):
+        if first_text_t is None and piece.strip():
+            first_text_t = clock.now()
+        for chunk in chunker.push(piece, i):
+            spoken.append(chunk)
+            worker.speak(chunk)
+    for chunk in chunker.flush():
+        spoken.append(chunk)
+        worker.speak(chunk)
+    return spoken, first_text_t
 
 
 def _pieces(text: str) -> Iterator[str]:
