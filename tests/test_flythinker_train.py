@@ -116,19 +116,25 @@ def test_read_jsonl_refuses_bad_rows(tmp_path):
     assert read_jsonl(ok)[0].profile == "title: a | text: b"
 
 
-def test_cli_trains_a_pair_and_refuses_bad_input(data_file, tmp_path):
+def test_cli_trains_a_pair_and_refuses_bad_input(data_file, tmp_path, capsys):
+    from voice_agent.cli import main  # in-process: a subprocess pays seconds of imports
+
     out = tmp_path / "run"
-    proc = cli("train-flythinker", "--generator", "tiny", "--reasoner", "random:32", "--data",
-               str(data_file), "--out", str(out), "--steps", "3", "--eval-every", "2",
-               "--batch-size", "2", "--lr", "1e-3", "--no-progress", "--json")
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.splitlines()[-1])
+    code = main(["train-flythinker", "--generator", "tiny", "--reasoner", "random:32", "--data",
+                 str(data_file), "--out", str(out), "--steps", "3", "--eval-every", "2",
+                 "--batch-size", "2", "--lr", "1e-3", "--no-progress", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert summary["steps"] == 3 and summary["eval_loss"] > 0
     assert (out / "pair" / "flythinker.json").exists() and (out / "checkpoint.pt").exists()
-    assert_one_line_error(cli("train-flythinker", "--generator", "tiny", "--reasoner", "random:32",
-                              "--data", str(tmp_path / "nope.jsonl"), "--out", str(out)), "not found")
-    assert_one_line_error(cli("train-flythinker", "--generator", "tiny", "--data", str(data_file),
-                              "--out", str(out)), "--baseline")
+    for argv, needle in [
+        (["--reasoner", "random:32", "--data", str(tmp_path / "nope.jsonl")], "not found"),
+        (["--data", str(data_file)], "--baseline"),
+        (["--reasoner", "random:30", "--data", str(data_file)], "multiple of 8"),
+    ]:
+        code = main(["train-flythinker", "--generator", "tiny", "--out", str(out), *argv])
+        err = capsys.readouterr().err
+        assert code != 0 and err.count("error:") == 1 and needle in err, err
 
 
 @pytest.mark.heavy

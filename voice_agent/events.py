@@ -262,11 +262,21 @@ class Error(Event):
     EV: ClassVar[str] = "error"
 
 
+@dataclass(frozen=True)
+class TraceEnd(Event):
+    """The trace was closed in order: always the last line of a whole trace. Written by
+    ``TraceWriter.close``; a trace without it was cut short (a crash, ``kill -9``), and
+    its report is marked incomplete. ``t`` is the latest event time written."""
+
+    lines: int = 0  # event lines written before this one (the header not counted)
+    EV: ClassVar[str] = "trace.end"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EV: cls
     for cls in (
         AudioIn, VadStart, VadEnd, TurnDecision, AsrPartial, AsrCommit, AsrFinal, LlmListen, LlmThink,
         LlmWrite, LlmControl, LlmStep, LlmWindow, TtsChunkReady, AudioPlayStart, AudioPlayEnd, BargeIn,
-        TurnStart, TurnEnd, Error,
+        TurnStart, TurnEnd, Error, TraceEnd,
     )
 }

@@ -1,18 +1,21 @@
 """The session clock and the JSONL trace: one header line, then one event per line.
 
-Every line is flushed as it is written, so a crash or Ctrl-C loses nothing already logged.
+Every line goes to the file in one ``write`` system call as it is written, so a crash,
+Ctrl-C or ``kill -9`` loses nothing already logged and never leaves half a line. A trace
+closed in order ends with a ``trace.end`` line; one without it was cut short.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from voice_agent.events import EVENT_TYPES, Event
+from voice_agent.events import EVENT_TYPES, Event, TraceEnd
 
 SCHEMA_VERSION = 1
 
@@ -54,7 +57,12 @@ class TraceWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._f = open(self.path, "w", encoding="utf-8")
+        # A raw descriptor, not a buffered file: a buffered writer may split a long line
+        # over several system calls, and a kill between them would tear it.
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                                       0o644)
+        self.lines = 0  # event lines written (the header not counted)
+        self._last_t = 0.0
         header = {
             "ev": "header",
             "schema": SCHEMA_VERSION,
@@ -68,20 +76,31 @@ class TraceWriter:
         self._write(header)
 
     def _write(self, rec: dict[str, Any]) -> None:
-        line = json.dumps(rec, ensure_ascii=False, default=_jsonable)
+        data = (json.dumps(rec, ensure_ascii=False, default=_jsonable) + "\n").encode("utf-8")
         with self._lock:
-            if self._f.closed:
+            if self._fd is None:
                 return
-            self._f.write(line + "\n")
-            self._f.flush()
+            view = memoryview(data)
+            while view:  # a regular file takes it whole; a short write (disk full) goes on
+                view = view[os.write(self._fd, view):]
+            if rec.get("ev") != "header":
+                self.lines += 1
+                t = rec.get("t")
+                if isinstance(t, (int, float)):
+                    self._last_t = max(self._last_t, float(t))
 
     def write(self, event: Event | dict[str, Any]) -> None:
         self._write(event.to_record() if isinstance(event, Event) else event)
 
     def close(self) -> None:
+        """Write the ``trace.end`` line and close; a second call does nothing."""
+        if self._fd is None:
+            return
+        self._write(TraceEnd(self._last_t, lines=self.lines).to_record())
         with self._lock:
-            if not self._f.closed:
-                self._f.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> "TraceWriter":
         return self

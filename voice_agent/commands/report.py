@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     session = metrics["session"]
     if metrics["noise_model"]:
         print("note: the LLM was the tiny random-init test model; its answers are noise")
+    if not metrics["complete"]:
+        print(f"note: incomplete: {metrics['incomplete']}")
     rl = session["response_latency"]
     print(f"{session['turns']} turn(s); median response latency "
           + (f"{rl * 1000:.0f} ms" if rl is not None else "— (no answer played)"))
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(path)
     if args.json:
         print(json.dumps({**session, "noise_model": metrics["noise_model"],
+                          "complete": metrics["complete"],
                           "out": str(Path(files["metrics.json"]).parent), "files": files},
                          ensure_ascii=False))
     return 0

@@ -86,8 +86,17 @@ def write_report(trace_path: str | Path, out_dir: str | Path | None = None) -> d
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BadTraceError(f"{out}: cannot create the report folder: {e.strerror or e}") from None
+    # A trace closed in order ends with trace.end; without it the session was cut short
+    # (a crash, kill -9) and the figures cover only what was written.
+    complete = bool(events) and events[-1]["ev"] == "trace.end"
+    events = [e for e in events if e["ev"] != "trace.end"]
     metrics = compute_metrics(header, events)
     metrics["trace"] = str(trace)
+    metrics["complete"] = complete
+    if not complete:
+        last = events[-1]["t"] if events else 0.0
+        metrics["incomplete"] = (f"the trace has no trace.end line: the session was cut short "
+                                 f"(a crash or a kill); the figures cover events up to t={last:.3f} s")
     paths = {name: out / name for name in REPORT_FILES}
     paths["metrics.json"].write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")

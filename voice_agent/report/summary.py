@@ -25,6 +25,8 @@ def render_summary(metrics: dict[str, Any], trace_name: str = "") -> str:
     """The summary of ``compute_metrics``'s result as markdown."""
     s = metrics["session"]
     lines = [f"# Session report{': ' + trace_name if trace_name else ''}", ""]
+    if metrics.get("incomplete"):
+        lines += [f"> **Incomplete:** {metrics['incomplete']}.", ""]
     if metrics.get("noise_model"):
         lines += [NOISE_NOTE, ""]
     models = metrics.get("models") or {}
