@@ -108,7 +108,7 @@ def at_time(row: dict, budget: float) -> dict:
 
 
 def summarise(rows: list[dict], best_lr: dict[str, float]) -> dict:
-    finals = [r for r in rows if r["lr"] == best_lr[r["arm"]]]
+    finals = [r for r in rows if r["arm"] in best_lr and r["lr"] == best_lr[r["arm"]]]
     budget = statistics.mean(r["cpu_s"] for r in finals if r["arm"] == "generator")
     table = {}
     for arm in ARMS:
@@ -173,12 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     rows, best_lr = [], {}
     out = Path(args.out)
     for arm in args.arms:  # the sweep on the first seed
-        sweep = [run_one(arm, args.seeds[0], lr, args, enc, train_rows, eval_rows, held, wide)
-                 for lr in args.lrs]
-        rows += sweep
+        sweep = []
+        for lr in args.lrs:
+            sweep.append(run_one(arm, args.seeds[0], lr, args, enc, train_rows, eval_rows, held, wide))
+            rows.append(sweep[-1])
+            _write(out, args, rows, best_lr, partial=True)  # a cut-short run keeps what it did
         best_lr[arm] = min(sweep, key=lambda r: r["eval_loss"])["lr"]
-    for arm in args.arms:
-        for seed in args.seeds[1:]:
+    for seed in args.seeds[1:]:  # seed by seed, so a cut-short run has whole seeds
+        for arm in args.arms:
             rows.append(run_one(arm, seed, best_lr[arm], args, enc, train_rows, eval_rows, held, wide))
             _write(out, args, rows, best_lr, partial=True)
     _write(out, args, rows, best_lr, partial=False)
@@ -191,7 +193,8 @@ def _write(out: Path, args, rows, best_lr, partial: bool) -> None:
     doc = {"command": "python -m voice_agent.core.flythinker.experiment " + " ".join(sys.argv[1:]),
            "args": vars(args), "partial": partial, "best_lr": best_lr,
            "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "summary": summarise(rows, best_lr) if not partial else None, "runs": rows}
+           "summary": summarise(rows, best_lr) if set(best_lr) >= {"generator"} else None,
+           "runs": rows}
     out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
 
 
