@@ -40,8 +40,17 @@ $(VENV)/.installed-sound: | $(BIN)/python
 	  echo "note: apt-get could not install $(SOUND_PKGS): the live sound-card test will skip"; \
 	else echo "note: $(SOUND_PKGS) missing and no apt-get as root: the live sound-card test will skip"; fi
 
+# Debian's chromium for the page test (tests/test_server_browser.py; Playwright drives it,
+# no browser is downloaded): apt-installed only when missing, as root with apt-get.
+$(VENV)/.installed-browser: | $(BIN)/python
+	@if command -v chromium >/dev/null 2>&1; then touch $@; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    >/dev/null && touch $@) || echo "note: apt-get could not install chromium: the page test will skip"; \
+	else echo "note: chromium missing and no apt-get as root: the page test will skip"; fi
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test $(VENV)/.installed-sound
+install-test: $(VENV)/.installed-test $(VENV)/.installed-sound $(VENV)/.installed-browser
 
 demo: install
 	$(BIN)/python run_assistant.py replay $(SAMPLE) --mode $(MODE)
