@@ -230,3 +230,30 @@ def test_session_hears_the_whole_question_in_one_turn(tmp_path, whisper_model, t
     first_write = kinds.index("llm.write") if "llm.write" in kinds else len(kinds)
     heard = " ".join(e["text"] for e in events[:first_write] if e["ev"] == "llm.listen").lower()
     assert "know" in heard and "moon" in heard, heard
+
+
+def test_threaded_policy_gives_the_inline_verdicts_one_frame_later(whisper_model, smart_turn):
+    """On its own thread the model reaches the same verdicts; each is applied on the
+    frame after it is ready (here the next frame: the test waits for the model)."""
+
+    def run(threaded: bool) -> list:
+        clock, events = SimClock(), []
+        listener = Listener(whisper_model, clock, ListenConfig(), emit=events.append,
+                            threaded=threaded, turn_model=smart_turn)
+        for frame in WavSource(PAUSE_CLIP, clock, realtime=False, pad_silence_s=2.5):
+            listener.feed(frame)
+            listener.turn.wait(30)
+        listener.end_of_input()
+        listener.close()
+        return [e for e in events if isinstance(e, TurnDecision)]
+
+    inline, threaded = run(False), run(True)
+    assert [d.complete for d in inline] == [False, False, True]
+    # the recheck asked on the pause's last silent frame comes back after the user spoke
+    # again: dropped, as it should be; the others match, one frame later
+    assert [d.complete for d in threaded] == [False, True]
+    by_audio_t = {d.audio_t: d for d in inline}
+    for b in threaded:
+        a = by_audio_t[b.audio_t]
+        assert b.probability == pytest.approx(a.probability, abs=1e-4)
+        assert b.t == pytest.approx(a.t + 0.02, abs=1e-6)

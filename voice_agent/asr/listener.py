@@ -40,9 +40,10 @@ class Listener:
         turn_model: a loaded ``SmartTurn`` to share across listeners; None loads the one
             ``config.vad.turn_model`` names (``"none"``: the fixed hangover alone).
 
-    The end-of-turn model runs inline in ``feed``, once per pause (tens of ms), so the
-    VAD end it decides is in order with the frames; frames arriving meanwhile queue in
-    the source. Every vad.*, turn.decision and asr.* event carries the utterance id.
+    The end-of-turn model runs on its own thread (inline with ``threaded=False``); its
+    verdict is applied by ``feed`` on the next frame, so the VAD end it decides is in
+    order with the frames. Every vad.*, turn.decision and asr.* event carries the
+    utterance id.
     """
 
     def __init__(self, asr_model: Any, clock: Clock, config: ListenConfig = ListenConfig(),
@@ -58,7 +59,7 @@ class Listener:
             turn_model = load_turn_model(config.vad)
         elif config.vad.turn_model.lower() == "none":
             turn_model = None
-        self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit)
+        self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit, threaded=threaded)
         self.vad = Vad(config.vad, hangover_ms=self.turn.vad_limit_ms)
         self.utterance = 0
         self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded)
@@ -145,4 +146,5 @@ class Listener:
         return self.asr.wait_idle(timeout)
 
     def close(self) -> None:
+        self.turn.close()
         self.asr.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -64,11 +65,21 @@ class TurnPolicy:
     every frame of the utterance, and ``check`` on each frame that is still inside
     speech; ``check`` returns True when the turn ends now (the listener then closes the
     VAD). ``emit`` receives the ``TurnDecision`` events.
+
+    ``threaded``: the model runs on its own thread, so the event loop that feeds frames
+    is never blocked by it (tens of ms, much more on a loaded machine); its verdict is
+    applied on the first frame after it is ready (≤ one 20 ms frame later) and dropped
+    if the user spoke again meanwhile. Without it the model runs inside ``check``
+    (deterministic runs on a ``SimClock``).
     """
 
     def __init__(self, config: VadConfig, model: SmartTurn | None, clock: Clock,
-                 emit: Callable[[Event], None]) -> None:
+                 emit: Callable[[Event], None], *, threaded: bool = False) -> None:
         self.config = config
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="turn")
+                      if threaded and model is not None else None)
+        self._pending: Future | None = None  # a model call in flight on the pool
+        self._pending_audio_t = 0.0  # the audio it heard up to
         self.model = model
         self.clock = clock
         self.emit = emit
@@ -92,7 +103,7 @@ class TurnPolicy:
         self._utterance = utterance
         self._frames.clear()
         self._frames.append(pcm)
-        self._pause_of, self._asked = None, 0
+        self._pause_of, self._asked, self._pending = None, 0, None
 
     def push(self, pcm: np.ndarray) -> None:
         self._frames.append(pcm)
@@ -100,26 +111,56 @@ class TurnPolicy:
     def check(self, frame: AudioFrame, last_voiced_end: float) -> bool:
         """Called on a frame inside speech; True: the turn ends now."""
         silent_ms = (frame.end_t - last_voiced_end) * 1000
+        if self._pause_of != last_voiced_end:  # voice came back: a new pause, if any
+            self._pause_of, self._asked, self._pending = last_voiced_end, 0, None
         if silent_ms < FRAME_MS - 1e-6:
             return False  # voiced frame
-        if self._pause_of != last_voiced_end:
-            self._pause_of, self._asked = last_voiced_end, 0
         if self.model is None:  # failed while running: the plain hangover, as without one
             if silent_ms >= self.config.hangover_ms - 1e-6:
-                self._decide(frame, last_voiced_end, None, True, "hangover")
+                self._decide(frame.end_t, last_voiced_end, None, True, "hangover")
                 return True
             return False
+        if self._pending is not None:
+            if not self._pending.done():
+                return False
+            future, self._pending = self._pending, None
+            return self._verdict(future, self._pending_audio_t, frame, last_voiced_end)
         if silent_ms < self._next_ask_ms() - 1e-6:
             return False
         self._asked += 1
+        if self._pool is not None:
+            self._pending = self._pool.submit(self.model.probability, self._audio())
+            self._pending_audio_t = frame.end_t
+            return False
+        future: Future = Future()
         try:
-            p = self.model.probability(self._audio())
+            future.set_result(self.model.probability(self._audio()))
         except Exception as e:  # onnxruntime errors have no common base: any failure falls back
+            future.set_exception(e)
+        return self._verdict(future, frame.end_t, frame, last_voiced_end)
+
+    def _verdict(self, future: Future, heard_to: float, frame: AudioFrame,
+                 last_voiced_end: float) -> bool:
+        try:
+            p = future.result()
+        except Exception as e:  # as above
             self._fail(e)
             return self.check(frame, last_voiced_end)
         complete = p >= self.config.turn_threshold
-        self._decide(frame, last_voiced_end, p, complete, "model")
+        self._decide(heard_to, last_voiced_end, p, complete, "model")
         return complete
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the model call in flight (if any) has finished (for tests)."""
+        if self._pending is not None:
+            try:
+                self._pending.exception(timeout)
+            except Exception:  # a timeout or a cancelled call: the next check handles it
+                pass
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _next_ask_ms(self) -> float:
         c = self.config
@@ -138,10 +179,10 @@ class TurnPolicy:
     def _audio(self) -> np.ndarray:
         return np.concatenate(list(self._frames)).astype(np.float32) / 32768.0
 
-    def _decide(self, frame: AudioFrame, speech_end: float, p: float | None, complete: bool,
+    def _decide(self, heard_to: float, speech_end: float, p: float | None, complete: bool,
                 by: str) -> None:
         self.emit(TurnDecision(
-            t=self.clock.now(), audio_t=round(frame.end_t, 3), speech_end=round(speech_end, 3),
+            t=self.clock.now(), audio_t=round(heard_to, 3), speech_end=round(speech_end, 3),
             probability=None if p is None else round(p, 4), complete=complete, by=by,
             ms=round(self.model.last_ms, 1) if by == "model" and self.model else 0.0,
             utterance=self._utterance))
