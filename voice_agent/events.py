@@ -255,10 +255,15 @@ class TurnEnd(Event):
 @dataclass(frozen=True)
 class Error(Event):
     """A component failed (the model worker, the ASR or TTS thread, closing). Posted by
-    that component; the session ends with exit code 1."""
+    that component. A ``recovered`` error was handled where it happened (the utterance,
+    the chunk or the answer is dropped, the thread goes on) and the session degrades as
+    docs/reliability.md ("Faults") says; any other ends the session with exit code 1."""
 
     where: str = ""  # the component, and for the model worker the file and line
     message: str = ""  # the exception's type and text
+    recovered: bool = False  # the component goes on; the session continues
+    index: int = -1  # TTS only: the chunk that was not spoken (-1: none)
+    turn: int = 0  # TTS only: the turn of that chunk
     EV: ClassVar[str] = "error"
 
 

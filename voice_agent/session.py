@@ -73,6 +73,8 @@ class TurnState:
     playing_started: bool = False        # some audio of this answer has played
     interrupted: bool = False
     bargein_pending_since: float | None = None
+    asr_lost: bool = False               # the recogniser dropped the open utterance (error)
+    decoder_lost: bool = False           # the model worker dropped this answer (error)
 
     @property
     def user_text(self) -> str:
@@ -144,7 +146,8 @@ class Session:
         # A headless replay has no acoustic path from speaker to mic: no echo to guard.
         self.guard = EchoGuard(config.headphones or not echo_possible, config.bargein_min_s,
                                config.echo_overlap)
-        self.failed: str | None = None
+        self.failed: str | None = None  # a fatal error: the session stops (exit code 1)
+        self.faults: list[str] = []     # recovered errors: the session went on (docs/reliability.md)
         self._gen_turn: dict[int, int] = {}  # answer generation -> turn number
 
     # ------------------------------------------------------------ running
@@ -216,6 +219,8 @@ class Session:
         for ev in events:
             if isinstance(ev, Error):
                 self.on_event(ev)
+                if ev.recovered and cur is not None and self.cur is cur and gen == cur.gen:
+                    self._decoder_lost()
             elif cur is not None and gen == cur.gen:
                 # The engine counts turns its own way; the trace uses the session's.
                 self.on_event(dataclasses.replace(ev, turn=cur.turn) if hasattr(ev, "turn") else ev)
@@ -226,7 +231,8 @@ class Session:
 
     def on_event(self, ev: Event) -> None:
         shown = ev
-        if isinstance(ev, (TtsChunkReady, AudioPlayStart, AudioPlayEnd)):
+        if isinstance(ev, (TtsChunkReady, AudioPlayStart, AudioPlayEnd)) or (
+                isinstance(ev, Error) and ev.index >= 0):
             # Chunks are keyed by answer generation, so that a continued answer's chunk 0
             # is never mistaken for the cut one; the trace speaks of turns, the handlers
             # below compare generations.
@@ -256,6 +262,8 @@ class Session:
     def _on_vad_end(self, ev: VadEnd) -> None:
         if self.cur is not None:
             self.cur.bargein_pending_since = None
+            if self.cur.asr_lost:
+                self._settle_lost_utterance()
 
     def _on_partial(self, ev: AsrPartial) -> None:
         self._check_bargein(ev.text)
@@ -325,7 +333,54 @@ class Session:
             self.cur.chunk_texts[ev.index] = ev.text
 
     def _on_error(self, ev: Error) -> None:
-        self.failed = f"{ev.where}: {ev.message}"
+        if not ev.recovered:
+            self.failed = self.failed or f"{ev.where}: {ev.message}"
+            return
+        # The component went on; the session degrades as docs/reliability.md says.
+        self.faults.append(f"{ev.where}: {ev.message}")
+        cur = self.cur
+        if cur is None:
+            return
+        if ev.where == "asr" and not cur.ended_listening:
+            # The utterance was dropped without a final: settle the turn on what was
+            # committed, now or (while the user still speaks) at the end of speech.
+            cur.asr_lost = True
+            if not self.listener.in_speech:
+                self._settle_lost_utterance()
+        elif ev.where == "tts" and ev.turn == cur.gen:
+            cur.pending_chunks.discard(ev.index)  # that chunk will not be heard
+            self._maybe_end_turn()
+
+    def _settle_lost_utterance(self) -> None:
+        cur = self.cur
+        cur.asr_lost = False
+        if cur.user_text:
+            cur.ended_listening = True  # answer the words that were committed
+            self.worker.send(EndOfTurn(cur.gen))
+        elif not cur.answer_tokens:
+            self._end_turn(nothing_heard=True)
+
+    def _decoder_lost(self) -> None:
+        """The model worker dropped this turn after a failure (its decoder was reset).
+
+        While the user is still heard, the turn goes on with a fresh decoder: a new
+        generation, the same history, the words so far sent again. Once the answer is
+        under way, what was written is still spoken and then the turn ends (retrying would
+        say it twice). A fault that repeats makes the worker give up (fatal).
+        """
+        cur = self.cur
+        if not cur.ended_listening:
+            self._gen += 1
+            cur.gen = self._gen
+            self._gen_turn[cur.gen] = cur.turn
+            self._chunker = self._chunker_factory(cur.gen)
+            history = self.history[-2 * self.config.max_history_turns:]
+            self.worker.send(BeginTurn(cur.gen, list(history), self.config.system_prompt))
+            if cur.user_words:
+                self.worker.send(Listen(cur.gen, " ".join(cur.user_words)))
+        elif not cur.decoder_done:
+            cur.decoder_lost = True
+            self._on_decoder_done()
 
     def interrupt(self) -> bool:
         """A barge-in decided by the client (it stopped playing the answer, as a Realtime
@@ -363,6 +418,13 @@ class Session:
         any answer audio played, and the unheard answer is simply taken back.
         """
         cur = self.cur
+        if cur.decoder_lost:
+            # No decoder holds this answer any more: stop the audio, close the turn and
+            # give the new speech a turn of its own (a fresh BeginTurn).
+            self.tts.stop()
+            self._end_turn(timed_out=True)
+            self._begin_turn(self.clock.now())
+            return
         decided = self.clock.now()
         heard = self.tts.stop()  # drops queued chunks and stops the sink under one lock
         played_tokens = heard.heard_tokens if heard.chunks else 0

@@ -8,6 +8,7 @@ drops stale events after a barge-in or reset without any lock held across thread
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import traceback
@@ -73,6 +74,8 @@ class Shutdown:
 
 
 Command = BeginTurn | Listen | EndOfTurn | Interrupt | Stop | Shutdown
+MAX_FAILURES = 3  # failures in a row (no good step between) after which the worker gives up
+logger = logging.getLogger(__name__)
 Post = Callable[[int, list[Event]], None]
 
 
@@ -89,6 +92,7 @@ class ModelWorker:
         self._q: queue.Queue[Command] = queue.Queue()
         self._gen = -1
         self._active = False  # a turn is under way and the decoder may step
+        self._failures = 0  # failed steps/commands since the last good step
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
 
@@ -133,13 +137,17 @@ class ModelWorker:
                 if not self._drain(block=must_wait):
                     break
                 if self._active and not self.decoder.done and not self.decoder.idle:
-                    self._emit(self.decoder.step())
+                    try:
+                        events = self.decoder.step()
+                    except Exception as e:  # noqa: BLE001 - see _recover
+                        self._recover(e)
+                        continue
+                    self._failures = 0
+                    self._emit(events)
         except BaseException as e:  # noqa: BLE001 - the loop must hear of any failure
             err = e
             self.error = e
-            tb = traceback.extract_tb(e.__traceback__)
-            where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "worker"
-            self._post(self._gen, [Error(self._clock.now(), where=f"model worker ({where})",
+            self._post(self._gen, [Error(self._clock.now(), where=f"model worker ({_where(e)})",
                                          message=f"{type(e).__name__}: {e}")])
         finally:
             if self._on_exit is not None:
@@ -155,7 +163,26 @@ class ModelWorker:
             block = False
             if isinstance(cmd, Shutdown):
                 return False
-            self._apply(cmd)
+            try:
+                self._apply(cmd)
+            except Exception as e:  # noqa: BLE001 - see _recover
+                self._recover(e)
+
+    def _recover(self, e: Exception) -> None:
+        """A failed step or command costs the answer under way, not the session: post a
+        recovered ``Error``, forget the turn (the decoder is reset; the next ``BeginTurn``
+        starts clean) and wait for commands. ``MAX_FAILURES`` failures in a row with no
+        good step between, or running out of memory, are not recoverable: re-raised."""
+        self._failures += 1
+        if self._failures >= MAX_FAILURES or isinstance(e, MemoryError):
+            raise e
+        logger.error("model worker: %s: %s (the turn is dropped)", type(e).__name__, e)
+        self._post(self._gen, [Error(self._clock.now(), where=f"model worker ({_where(e)})",
+                                     message=f"{type(e).__name__}: {e}", recovered=True)])
+        self._active = False
+        reset = getattr(self.decoder, "reset", None)
+        if reset is not None:
+            reset()
 
     def _apply(self, cmd: Command) -> None:
         if isinstance(cmd, BeginTurn):
@@ -177,3 +204,9 @@ class ModelWorker:
     def _emit(self, events: list[Event] | None) -> None:
         if events:
             self._post(self._gen, list(events))
+
+
+def _where(e: BaseException) -> str:
+    """file:line where ``e`` was raised, for the trace."""
+    tb = traceback.extract_tb(e.__traceback__)
+    return f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "worker"

@@ -186,4 +186,5 @@ class StreamingAsr:
         logger.exception("ASR decode failed")
         self._end_at = self._speculate_at = None
         self._rec.abort()
-        self._emit(Error(t=self._clock.now(), where="asr", message=f"{type(e).__name__}: {e}"))
+        self._emit(Error(t=self._clock.now(), where="asr", message=f"{type(e).__name__}: {e}",
+                         recovered=True))

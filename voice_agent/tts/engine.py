@@ -128,8 +128,10 @@ class TtsWorker:
                     self._speak_one(gen, chunk, queued_t)
             except Exception as e:  # one bad chunk must not end the conversation
                 logger.exception("TTS failed on chunk %d", chunk.index)
+                self._close_chunk(gen, chunk)
                 self._emit(Error(t=self.clock.now(), where="tts",
-                                 message=f"{type(e).__name__}: {e}"))
+                                 message=f"{type(e).__name__}: {e}", recovered=True,
+                                 index=chunk.index, turn=chunk.turn))
             finally:
                 with self._idle:
                     self._pending -= 1
@@ -161,6 +163,16 @@ class TtsWorker:
                                  synth_s=round(timing.synth_s, 4),
                                  first_audio_s=round(timing.first_audio_t - timing.start_t, 4),
                                  audio_s=round(timing.audio_s, 4), turn=chunk.turn))
+
+    def _close_chunk(self, gen: int, chunk: TextChunk) -> None:
+        """After a failure: what reached the sink of this chunk is all of it (so the sink
+        ends it when that has played, instead of waiting for parts that never come)."""
+        try:
+            with self._hand_off:
+                if gen == self._gen:
+                    self.sink.play(chunk, np.zeros(0, np.float32), final=True)
+        except Exception:  # noqa: BLE001 - the chunk's own error is the one reported
+            logger.exception("could not close chunk %d after its failure", chunk.index)
 
     def _wait_for_room(self, gen: int) -> None:
         while gen == self._gen and self.sink.queued_s() > self.max_ahead_s:
