@@ -240,3 +240,21 @@ def test_mic_backlog_is_dropped_not_replayed_in_a_burst(monkeypatch):
     # live audio arrives at the pace of time: audio time and arrival time advance together
     spread = [f.t - f.audio_t for f in live]
     assert max(spread) - min(spread) < 0.15
+
+
+def test_a_microphone_that_goes_away_is_a_device_error(monkeypatch):
+    """The device delivers 0.3 s, then nothing (unplugged): one DeviceError, not a hang."""
+    import sys
+
+    fake = _FakePortAudio(refuse_16k=False, seconds=0.3)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    mic = MicSource(SessionClock(), device="fake", gone_after_s=0.5)
+
+    async def drain():
+        n = 0
+        async for _ in mic:
+            n += 1
+        return n
+
+    with pytest.raises(DeviceError, match="delivered no audio for 0.5 s"):
+        asyncio.run(asyncio.wait_for(drain(), 5.0))

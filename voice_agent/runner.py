@@ -23,7 +23,7 @@ from voice_agent.audio import SAMPLE_RATE
 from voice_agent.audio.frames import AudioFrame
 from voice_agent.config import Config
 from voice_agent.errors import VoiceAgentError
-from voice_agent.events import Event
+from voice_agent.events import Error, Event
 from voice_agent.trace import SessionClock, TraceWriter
 
 # Spoken answers are short; the engine's library defaults allow essays.
@@ -254,14 +254,23 @@ def run_session(*, source_factory: Any, config: Config, models: Models, out_dir:
         code = await session.run(_frames_until(source, stop, recorder, trace), stop)
         return 130 if stop.is_set() and code == 0 else code
 
+    failure: VoiceAgentError | None = None
     try:
         code = asyncio.run(main())
+    except VoiceAgentError as e:
+        # A device that failed mid-session (the microphone went away): the session closed
+        # in order on the way out, so its trace and report are still written, then the
+        # failure is said in one line.
+        failure = e
+        trace.write(Error(clock.now(), where="input", message=str(e)))
     finally:
         trace.close()
     sink = holder.get("sink")
     if write_out_wav and isinstance(sink, WavSink):
         sink.write(out_dir / "out.wav", input_track=recorder.track())
     metrics = write_report(trace.path, out_dir)
+    if failure is not None:
+        raise type(failure)(f"{failure} (trace and report kept in {out_dir})")
     turns = [{"turn": t.turn, "user": t.user_text, "answer": t.answer_text,
               "interrupted": t.interrupted} for t in session.turns]
     return RunResult(code, out_dir, metrics, turns, session.failed)

@@ -76,7 +76,10 @@ class TraceWriter:
         self._write(header)
 
     def _write(self, rec: dict[str, Any]) -> None:
-        data = (json.dumps(rec, ensure_ascii=False, default=_jsonable) + "\n").encode("utf-8")
+        # backslashreplace: a lone surrogate (bytes that were not UTF-8) becomes a JSON
+        # \\uXXXX escape instead of an exception that would lose the line.
+        data = (json.dumps(rec, ensure_ascii=False, default=_jsonable) + "\n").encode(
+            "utf-8", "backslashreplace")
         with self._lock:
             if self._fd is None:
                 return

@@ -149,6 +149,9 @@ class MicSource:
         device: an index, a part of a device name, or None for the system default.
         max_queue_s: frames not yet consumed are kept up to this many seconds; older ones
             are dropped with a warning (a stalled consumer must not grow memory forever).
+        gone_after_s: a live microphone always delivers samples, silence included; no
+            audio at all for this long means the device is gone (unplugged, or its driver
+            stalled): ``DeviceError``, and the session ends with its trace and report.
 
     The PortAudio callback stamps the block's arrival on the clock, asks the
     ``BacklogGate`` whether it is live audio or a buffered backlog (dropped: see
@@ -161,9 +164,10 @@ class MicSource:
     """
 
     def __init__(self, clock: Clock, *, device: str | int | None = None,
-                 max_queue_s: float = 10.0) -> None:
+                 max_queue_s: float = 10.0, gone_after_s: float = 5.0) -> None:
         self.clock = clock
         self.device = device
+        self.gone_after_s = gone_after_s
         self.max_frames = max(1, int(max_queue_s / FRAME_S))
         self.dropped_frames = 0
         self.overflows = 0
@@ -247,7 +251,13 @@ class MicSource:
         converters.append(BlockConverter(rate))
         try:
             while True:
-                yield await queue.get()
+                try:
+                    frame = await asyncio.wait_for(queue.get(), self.gone_after_s)
+                except asyncio.TimeoutError:
+                    raise DeviceError(
+                        f"the input device {self.device if self.device is not None else '(default)'!s} "
+                        f"delivered no audio for {self.gone_after_s:g} s: unplugged or stalled") from None
+                yield frame
         finally:
             self.close()
             if self.backlog.dropped_s:

@@ -42,6 +42,7 @@ def encode_untrusted(tokenizer: Any, text: str) -> list[int]:
     Use it for every string that did not come from the project's own templates. Benign
     text encodes exactly as ``tokenizer.encode(text, add_special_tokens=False)`` would.
     """
+    text = valid_text(text)
     if not text:
         return []
     forbidden = control_ids(tokenizer)
@@ -57,6 +58,25 @@ def encode_untrusted(tokenizer: Any, text: str) -> list[int]:
         raise ModelError(f"tokenizer {type(tokenizer).__name__} still makes control ids "
                          f"{sorted(leaked)[:5]} from plain text; it cannot take outside text safely")
     return ids
+
+
+def valid_text(text: str) -> str:
+    """``text`` with anything that is not valid Unicode replaced by U+FFFD.
+
+    Bytes that were not UTF-8 reach Python as lone surrogates (``surrogateescape``: argv,
+    file names; ``\\udcff`` escapes in JSON), and tokenizers refuse those with a
+    TypeError. Each bad byte becomes one replacement character.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
 
 
 def _plain(tokenizer: Any, text: str) -> list[int]:
