@@ -26,19 +26,38 @@ class RuntimeConfig:
     """Where and how the language model runs."""
 
     device: str = "cpu"            # cpu | cuda | cuda:N
-    dtype: str = "float32"         # float32 | bfloat16 | float16
+    # auto | fp32 | bf16 | int8 (aliases float32, bfloat16; float16 on CUDA). auto measures
+    # once per CPU model which low precision is faster and still agrees with fp32
+    # (core/precision.py). The attention softmax stays fp32 in every precision.
+    dtype: str = "float32"
     # One torch thread by default on a CPU: ASR and TTS run beside the model, and OpenMP
     # spin-waiting makes multi-threaded GEMMs collapse whenever another thread holds a core.
     torch_threads: int = 1
 
+    def __post_init__(self) -> None:
+        from voice_agent.core.precision import PrecisionError, normalize
+
+        try:
+            normalize(self.dtype)
+        except PrecisionError as e:
+            raise ConfigError(str(e)) from None
+
+    def precision(self) -> str:
+        """The dtype setting as a precision name: auto, fp32, bf16, int8 or fp16."""
+        from voice_agent.core.precision import normalize
+
+        return normalize(self.dtype)
+
     def torch_dtype(self) -> Any:
+        """A plain torch dtype, for loaders that only cast (FlyThinker pairs)."""
         import torch
 
         try:
-            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[self.dtype]
+            return {"fp32": torch.float32, "bf16": torch.bfloat16,
+                    "fp16": torch.float16}[self.precision()]
         except KeyError:
-            raise ConfigError(f"unknown dtype {self.dtype!r} (float32, bfloat16 or float16)") from None
+            raise ConfigError(f"dtype {self.dtype!r} is for the thinking core's model; here "
+                              f"use float32, bfloat16 or float16") from None
 
 
 def _sections() -> dict[str, type]:

@@ -116,7 +116,7 @@ def build_decoder(mode: str, llm: str | None, config: Config, clock: SessionCloc
     import torch
 
     from voice_agent.core import Baseline, Engine
-    from voice_agent.models import load_llm
+    from voice_agent.core.precision import load_llm_precise
 
     torch.set_num_threads(config.runtime.torch_threads)
     if mode == "fly":  # a trained FlyThinker pair folder, not a single model
@@ -125,7 +125,7 @@ def build_decoder(mode: str, llm: str | None, config: Config, clock: SessionCloc
 
         pair, tok, _ = load_pair(llm or "", config.runtime.device, config.runtime.torch_dtype())
         return FlyDecoder(pair, tok, config.engine, clock)
-    model, tok = load_llm(llm, config.runtime.device, config.runtime.torch_dtype())
+    model, tok = load_llm_precise(llm, config.runtime.device, config.runtime.dtype)
     if mode == "async":
         return Engine(model, tok, config.engine, clock)
     return Baseline(model, tok, "think" if mode == "think" else "nothink", config.engine, clock)

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="answer-token budget (default: 64; the answers asked for are one sentence)")
     p.add_argument("--max-steps", type=int, default=4000, help="most forward passes per problem (text mode)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
+    p.add_argument("--dtype", default="float32", help="auto | fp32 (default) | bf16 | int8 (float32, bfloat16 also accepted)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="last stdout line: the per-mode figures as JSON")
     p.add_argument("--from-results", metavar="DIR",

@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-thoughts", type=int, default=None, help="thought-token budget")
     p.add_argument("--max-answer", type=int, default=None, help="answer-token budget")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--dtype", default="fp32", help="model weights: auto | fp32 (default) | bf16 | "
+                   "int8; auto measures once per CPU model and caches the choice")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: OpenMP spin-waiting collapses multi-threaded "
                         "GEMMs whenever another process holds a core)")
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from voice_agent.core.decode import EngineConfig
-    from voice_agent.core.engine import load_model
+    from voice_agent.core.precision import load_llm_precise, precision_of
     from voice_agent.trace import SessionClock
 
     if not args.question.strip():
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = Console(stderr=args.json, highlight=False)
     if args.llm == "tiny":
         out.print("[yellow]note: the tiny model has random weights; everything it says is noise[/]")
-    model, tok = load_model(args.llm, device=args.device, dtype=torch.float32)
+    model, tok = load_llm_precise(args.llm, args.device, args.dtype)
     budgets = {k: v for k, v in (("max_thoughts", args.max_thoughts), ("max_answer", args.max_answer)) if v}
     config = EngineConfig(**budgets)
     clock = SessionClock()
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     t_start = clock.now()
     events = _stream(driver, args.question, args.max_steps, out)
     summary = _summary(args.mode, driver, events, t_start)
+    summary["dtype"] = precision_of(model)
     if args.json:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
     else:

@@ -47,7 +47,7 @@ class Baseline(DecoderBase):
         self.prompts = Prompts(tokenizer)
         p = next(model.parameters())
         self.device = p.device
-        V = model.get_output_embeddings().weight.shape[0]
+        V = model.get_output_embeddings().out_features  # also for quantised heads
         self.bias = {k: forbid_bias(v, V, p.device) for k, v in self.prompts.forbidden().items()}
         self.writer_stop = self.prompts.writer_stop_ids()
         s = self.config.sampling

@@ -70,7 +70,7 @@ class Engine(DecoderBase):
             cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim), dtype=p.dtype, device=p.device)
         self.cache = ArenaCache(self.arena)
         self.rope = RopeTables(model)
-        V = model.get_output_embeddings().weight.shape[0]
+        V = model.get_output_embeddings().out_features  # also for quantised heads
         self.bias = {k: forbid_bias(v, V, p.device) for k, v in self.prompts.forbidden().items()}
         self.writer_stop = self.prompts.writer_stop_ids()
         self.think_open_ids = self.prompts.ids(self.prompts.think_open_text())

@@ -71,7 +71,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     from voice_agent.eval.delay import piper_synthesizer
     from voice_agent.eval.report import summarize, write_results, write_summary
     from voice_agent.eval.text import run_text
-    from voice_agent.models import load_llm
+    from voice_agent.core.precision import load_llm_precise
     from voice_agent.tts.piper_tts import PiperTts
 
     bad = [m for m in opts.modes if m not in MODES]
@@ -84,7 +84,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     settings = engine_settings(opts)
     base = load_config(runtime={"device": opts.device, "dtype": opts.dtype,
                                 "torch_threads": opts.threads}, engine=settings)
-    model, tok = load_llm(opts.llm, opts.device, base.runtime.torch_dtype())
+    model, tok = load_llm_precise(opts.llm, opts.device, base.runtime.dtype)
     tts = PiperTts(base.tts)
     synth = piper_synthesizer(tts)
     for _ in tts.synthesize("Okay."):  # warm the voice before anything is timed

@@ -37,7 +37,8 @@ class ModelHost:
         import torch
 
         from voice_agent.asr.whisper import load_whisper
-        from voice_agent.models import load_llm, resolve_model
+        from voice_agent.core.precision import load_llm_precise
+        from voice_agent.models import resolve_model
         from voice_agent.tts.piper_tts import PiperTts
 
         t0 = time.perf_counter()
@@ -52,8 +53,8 @@ class ModelHost:
                            "asr": resolve_model("asr", asr_cfg.model).to_dict(),
                            "tts": resolve_model("tts", self.tts_config.voice).to_dict()}
         torch.set_num_threads(config.runtime.torch_threads)
-        self.llm, self.tokenizer = load_llm(models.llm, config.runtime.device,
-                                            config.runtime.torch_dtype())
+        self.llm, self.tokenizer = load_llm_precise(models.llm, config.runtime.device,
+                                                    config.runtime.dtype)
         self.llm_name = getattr(self.llm.config, "voice_agent_name", models.llm or "default")
         self.whisper = load_whisper(asr_cfg.model, asr_cfg.cpu_threads)
         self.tts = PiperTts(self.tts_config)

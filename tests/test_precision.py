@@ -1,0 +1,130 @@
+"""Low-precision weights (core/precision.py) on the tiny Qwen3: logits and greedy tokens
+against fp32, the int8 fallback, auto's cache, and the flag's clear errors.
+
+Tolerances (stated here, used by bench/dtype.py's report too): the largest logit error
+relative to the largest fp32 logit is at most 5% for bf16 and 10% for int8, and at least
+95% of the greedy tokens agree with fp32's when each position is fed fp32's own history.
+"""
+
+from __future__ import annotations
+
+import torch
+import pytest
+
+from voice_agent.config import ConfigError, load_config
+from voice_agent.core import precision as P
+from voice_agent.core.decode import EngineConfig
+from voice_agent.core.engine import Engine
+from voice_agent.trace import SessionClock
+
+TOL = {"bf16": 0.05, "int8": 0.10}
+QUESTIONS = ["what is the capital of france and why is it famous?",
+             "how long does it take to boil an egg?",
+             "tell me about the weather tomorrow in paris"]
+
+
+@pytest.fixture(scope="module")
+def thinker_runs():
+    """The async engine in fp32 (the exactness suite's setting): for each question the
+    thinker's whole view as one sequence, and where its thoughts start in it."""
+    model, tok = P.load_llm_precise("tiny", "cpu", "fp32")
+    runs = []
+    for q in QUESTIONS:
+        eng = Engine(model, tok, EngineConfig(max_thoughts=40, max_answer=8), SessionClock())
+        list(eng.run(q))
+        head = (eng.prompts.prompt_ids() + eng.prompts.listen_ids(q, first=True)
+                + eng.think_open_ids)
+        runs.append((head, list(eng.thoughts.ids), eng.bias["thinker"]))
+    return runs
+
+
+def _logits(model, head, thoughts):
+    x = torch.tensor([head + thoughts[:-1]])
+    with torch.inference_mode():
+        return model(input_ids=x).logits[0, len(head) - 1:].float()
+
+
+@pytest.mark.parametrize("prec", ["bf16", "int8"])
+def test_low_precision_logits_and_greedy_tokens_match_fp32(prec, thinker_runs):
+    ref_model, _ = P.load_llm_precise("tiny", "cpu", "fp32")
+    model, _ = P.load_llm_precise("tiny", "cpu", prec)
+    assert P.precision_of(model) == prec
+    same = total = 0
+    for head, thoughts, bias in thinker_runs:
+        ref, low = _logits(ref_model, head, thoughts), _logits(model, head, thoughts)
+        assert torch.isfinite(low).all()
+        rel = float((low - ref).abs().max() / ref.abs().max())
+        assert rel <= TOL[prec], f"{prec}: logit error {rel:.4f} of the largest logit"
+        # the fp32 engine's own greedy choices (with its forbidden-token bias)
+        assert (ref + bias).argmax(-1).tolist() == thoughts
+        same += int(((low + bias).argmax(-1) == torch.tensor(thoughts)).sum())
+        total += len(thoughts)
+    assert same / total >= 0.95, f"{prec}: greedy agreement {same}/{total}"
+
+
+@pytest.mark.parametrize("prec", ["bf16", "int8"])
+def test_engine_runs_in_low_precision_with_arena_in_activation_dtype(prec):
+    model, tok = P.load_llm_precise("tiny", "cpu", prec)
+    eng = Engine(model, tok, EngineConfig(max_thoughts=12, max_answer=6, max_writer_wait=2),
+                 SessionClock())
+    list(eng.run(QUESTIONS[0]))
+    assert eng.arena.kv.dtype == P.torch_dtype(prec)
+    assert 0 < len(eng.thoughts.ids) <= 12 and eng.done
+
+
+def test_int8_dynamic_fallback_without_native_bf16(monkeypatch):
+    """A CPU without bf16 gets fbgemm's dynamic int8 (fp32 activations): it must run and
+    stay near fp32 (looser: activations are quantised too)."""
+    monkeypatch.setattr(P, "int8_kind", lambda: "dynamic")
+    ref, tok = P.load_llm_precise("tiny", "cpu", "fp32")
+    model, _ = P.load_llm_precise("tiny", "cpu", "int8")
+    x = torch.tensor([tok.encode("the weather in paris is", add_special_tokens=False)])
+    with torch.inference_mode():
+        a, b = ref(input_ids=x).logits.float(), model(input_ids=x).logits.float()
+    assert next(model.parameters()).dtype == torch.float32
+    assert float((a - b).abs().max() / a.abs().max()) < 0.25
+
+
+def test_cpu_flags_are_read_not_assumed():
+    info = P.cpu_info()
+    assert info.model and info.torch_capability
+    assert info.native_bf16 == ("avx512_bf16" in info.flags or "amx_bf16" in info.flags)
+    assert ("bf16" in P.candidates("cpu")) == info.native_bf16
+    assert P.candidates("cuda") == ["bf16"]
+
+
+def test_auto_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
+    from voice_agent.models import load_llm
+
+    monkeypatch.setenv("VOICE_AGENT_CACHE", str(tmp_path))
+    loads = []
+
+    def load_fp32():
+        loads.append(1)
+        return load_llm("tiny")
+
+    first = P.choose_auto("tiny", load_fp32)
+    assert not first.cached and first.precision in P.candidates("cpu")
+    assert first.agreement["fp32"] == 1.0 and first.agreement[first.precision] >= P.AGREEMENT
+    assert first.ms_per_step[first.precision] == min(
+        ms for p, ms in first.ms_per_step.items() if first.agreement[p] >= P.AGREEMENT)
+    assert len(loads) == len(P.candidates("cpu"))
+
+    def no_load():
+        raise AssertionError("auto measured again despite the cache")
+
+    again = P.choose_auto("tiny", no_load)
+    assert again.cached and again.precision == first.precision
+    assert (tmp_path / "dtype_auto.json").exists()
+
+
+def test_dtype_names_and_clear_errors():
+    assert [P.normalize(n) for n in ("float32", "bfloat16", "INT8", "auto", None)] == [
+        "fp32", "bf16", "int8", "auto", "fp32"]
+    assert load_config(overrides=["runtime.dtype=int8"]).runtime.precision() == "int8"
+    with pytest.raises(ConfigError, match="unknown dtype 'int4'"):
+        load_config(overrides=["runtime.dtype=int4"])
+    with pytest.raises(P.PrecisionError, match="needs CUDA"):
+        P.check_runnable("fp16", "cpu")
+    with pytest.raises(P.PrecisionError, match="CPU path"):
+        P.check_runnable("int8", "cuda")

@@ -1,0 +1,398 @@
+"""Weight precision of the language model: fp32, bf16 or int8, and ``auto`` to choose.
+
+- ``bf16``: weights and activations in bfloat16. Only worth it where the CPU multiplies
+  bf16 natively (AVX512-BF16 or AMX); elsewhere oneDNN emulates it and a step gets slower
+  than fp32, which is what a user saw with ``--dtype bfloat16`` on the old path. The
+  feature is read from the CPU at run time, never assumed.
+- ``int8``: every ``nn.Linear`` (the LM head included) gets int8 weights, one scale per
+  output row. Where bf16 is native the activations are bf16 and the weights are only
+  unpacked inside ATen's weight-only kernel (``Int8WeightOnlyLinear``). Elsewhere it is
+  torch's dynamic quantisation (fbgemm, any x86-64 CPU), which also quantises the
+  activations per call: on SmolLM2 that moved logits far (teacher-forced greedy agreement
+  0.46), so ``auto`` will refuse it there by measurement. torchao's
+  ``Int8WeightOnlyConfig`` installs cleanly beside torch 2.13 but, eagerly on this CPU,
+  was *slower* than fp32 (1.11 ms against 0.65 ms for a 576×1536 linear at batch 2).
+- ``auto``: the fastest of the precisions this CPU runs natively whose greedy tokens
+  agree with fp32 (``AGREEMENT``), measured once per (CPU model, flags, model, threads)
+  and cached in a JSON file (``cache_path``). On CUDA it is bf16 without measuring.
+
+Attention scores and the softmax stay fp32 in every precision (core/attention.py); the
+KV arena takes the activation dtype (bf16 for bf16, fp32 otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from voice_agent.errors import VoiceAgentError
+
+PRECISIONS = ("fp32", "bf16", "int8")
+CHOICES = ("auto", *PRECISIONS)
+ALIASES = {"float32": "fp32", "fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16",
+           "int8": "int8", "auto": "auto", "float16": "fp16", "fp16": "fp16", "half": "fp16"}
+AGREEMENT = 0.95          # greedy tokens that must equal fp32's for auto to take a precision
+AUTO_STEPS = 24           # greedy steps per prompt in the auto measurement
+AUTO_PROMPTS = ("The capital of France is", "Seven times eight is",
+                "To boil an egg, you first")
+CACHE_VERSION = 1
+QUANTIZE_HEAD = False     # the LM head stays bf16 under int8 (see _quantize_int8)
+
+
+class PrecisionError(VoiceAgentError):
+    """A precision this device cannot run, or an unknown name."""
+
+
+# ---------------------------------------------------------------- the CPU
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    flags: tuple[str, ...]          # the ones that matter here, sorted
+    torch_capability: str           # what ATen dispatches to (e.g. AVX512)
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 dot products in hardware: AVX512-BF16 or AMX-BF16."""
+        return "avx512_bf16" in self.flags or "amx_bf16" in self.flags
+
+    @property
+    def key(self) -> str:
+        return f"{self.model} [{' '.join(self.flags)}]"
+
+
+_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+                      "amx_int8", "avx_vnni", "fma", "asimd", "bf16", "i8mm", "sve")
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> CpuInfo:
+    """The CPU model and its relevant feature flags (Linux /proc/cpuinfo; elsewhere the
+    platform string and torch's own dispatch level)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+                model = val.strip()
+            elif key in ("flags", "Features"):
+                flags |= set(val.split())
+    except OSError:
+        pass
+    try:
+        cap = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # very old or unusual builds
+        cap = "unknown"
+    return CpuInfo(model=model or "unknown", flags=tuple(sorted(f for f in flags if f in _FLAGS_OF_INTEREST)),
+                   torch_capability=cap)
+
+
+# ---------------------------------------------------------------- names
+
+
+def normalize(name: str | None) -> str:
+    """'float32'/'fp32' → 'fp32', etc.; None → 'fp32'. PrecisionError names the choices."""
+    if name is None:
+        return "fp32"
+    try:
+        return ALIASES[str(name).strip().lower()]
+    except KeyError:
+        raise PrecisionError(f"unknown dtype {name!r} (choose {', '.join(CHOICES)})") from None
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    """The activation dtype a precision runs in."""
+    if precision == "int8":
+        return torch.bfloat16 if int8_kind() == "weight_only" else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def check_runnable(precision: str, device: str) -> None:
+    """Refuse, in one line, a precision that cannot run (or would only crawl) here."""
+    cuda = str(device).startswith("cuda")
+    if precision == "int8" and cuda:
+        raise PrecisionError("--dtype int8 is the CPU path (fbgemm dynamic quantisation); "
+                             "on CUDA use bf16 or auto")
+    if precision == "fp16" and not cuda:
+        raise PrecisionError("--dtype float16 needs CUDA; on a CPU use fp32, bf16, int8 or auto")
+    if (precision == "int8" and int8_kind() == "dynamic"
+            and "fbgemm" not in torch.backends.quantized.supported_engines):
+        raise PrecisionError("--dtype int8 needs native bf16 (AVX512-BF16/AMX) or torch's "
+                             "fbgemm kernels (x86-64); this CPU and build have neither")
+
+
+# ---------------------------------------------------------------- converting a model
+
+
+def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """Convert a loaded fp32 model in place (bf16 cast, or int8 linears); returns it."""
+    if precision == "fp32":
+        return model
+    if precision in ("bf16", "fp16"):
+        return model.to(torch_dtype(precision))
+    if precision != "int8":
+        raise PrecisionError(f"unknown precision {precision!r}")
+    _quantize_int8(model)
+    return model
+
+
+class Int8WeightOnlyLinear(torch.nn.Module):
+    """A linear layer with int8 weights (one scale per output row) and bf16 activations.
+
+    ``torch._weight_int8pack_mm`` is ATen's own weight-only int8 GEMM (the kernel torchao
+    lowers to on CPU); with bf16 activations on an AVX512-BF16 CPU it ran a 576×1536
+    linear at batch 2 in 0.24 ms against 0.65 ms in fp32. Fed fp32 activations it falls
+    off a fast path (5 ms), hence bf16 activations, hence only where bf16 is native.
+    """
+
+    def __init__(self, linear: torch.nn.Linear, act_dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        w = linear.weight.detach().float()
+        scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale.to(act_dtype))
+        bias = None if linear.bias is None else linear.bias.detach().to(act_dtype)
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features).to(self.scale.dtype),
+                                      self.weight_int8, self.scale)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*lead, self.out_features)
+
+
+def int8_kind() -> str:
+    """How int8 runs on this CPU: "weight_only" (bf16 activations) where bf16 is native,
+    else "dynamic" (fbgemm, fp32 activations quantised per call)."""
+    return "weight_only" if cpu_info().native_bf16 else "dynamic"
+
+
+def _quantize_int8(model: torch.nn.Module) -> None:
+    # Tied weights: the LM head shares the embedding matrix. Quantising the head must not
+    # touch the embedding, so the head gets its own parameter first.
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is model.get_input_embeddings().weight:
+        head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=False)
+    if int8_kind() == "weight_only":
+        model.to(torch.bfloat16)
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, torch.nn.Linear) and (QUANTIZE_HEAD or child is not head):
+                    setattr(parent, name, Int8WeightOnlyLinear(child, torch.bfloat16))
+    else:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        torch.backends.quantized.engine = "fbgemm"
+        with warnings.catch_warnings():
+            # torch 2.13 marks torch.ao eager quantisation as moving to torchao, whose
+            # eager int8 path is slower here (module docstring): used knowingly.
+            warnings.simplefilter("ignore")
+            quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                             dtype=torch.qint8, inplace=True)
+    model.config.voice_agent_precision = "int8"
+
+
+def precision_of(model: torch.nn.Module) -> str:
+    """What ``apply_precision`` made of this model (for traces and reports)."""
+    tag = getattr(model.config, "voice_agent_precision", None)
+    if tag:
+        return tag
+    dt = next(model.parameters()).dtype
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, str(dt))
+
+
+# ---------------------------------------------------------------- auto
+
+
+def cache_path() -> Path:
+    """Where auto's measurements are kept: $VOICE_AGENT_CACHE or ~/.cache/voice_agent."""
+    root = os.environ.get("VOICE_AGENT_CACHE") or Path.home() / ".cache" / "voice_agent"
+    return Path(root) / "dtype_auto.json"
+
+
+@dataclass
+class AutoChoice:
+    precision: str
+    cpu: str
+    model: str
+    threads: int
+    ms_per_step: dict[str, float]     # candidate -> median ms of one greedy decode step
+    agreement: dict[str, float]       # candidate -> share of greedy tokens equal to fp32's
+    measured_at: float
+    cached: bool = False
+
+
+def auto_key(model_name: str, threads: int) -> str:
+    raw = f"v{CACHE_VERSION}|{cpu_info().key}|{torch.__version__}|{model_name}|threads={threads}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def candidates(device: str) -> list[str]:
+    """The precisions worth trying here: bf16 only with native bf16 matmul."""
+    if str(device).startswith("cuda"):
+        return ["bf16"]
+    out = ["fp32"]
+    if cpu_info().native_bf16:
+        out.append("bf16")
+    if int8_kind() == "weight_only" or "fbgemm" in torch.backends.quantized.supported_engines:
+        out.append("int8")
+    return out
+
+
+def choose_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]], device: str = "cpu",
+                *, refresh: bool = False) -> AutoChoice:
+    """The precision auto picks for ``model_name`` here, from the cache or measured now.
+
+    ``load_fp32`` returns a fresh (model, tokenizer) in fp32; it is called once per
+    candidate, since conversion is in place.
+    """
+    threads = torch.get_num_threads()
+    if str(device).startswith("cuda"):
+        return AutoChoice("bf16", "cuda", model_name, threads, {}, {}, time.time())
+    key, path = auto_key(model_name, threads), cache_path()
+    table = _read_cache(path)
+    if not refresh and key in table:
+        return AutoChoice(**{**table[key], "cached": True})
+    choice = measure_auto(model_name, load_fp32, candidates(device))
+    table[key] = asdict(choice)
+    _write_cache(path, table)
+    return choice
+
+
+def measure_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]],
+                 cands: Sequence[str]) -> AutoChoice:
+    """Time greedy decoding in each candidate and check its tokens against fp32's; keep
+    the fastest that agrees."""
+    ref: list[list[int]] | None = None
+    ms, agree = {}, {}
+    for prec in cands:
+        model, tok = load_fp32()
+        apply_precision(model, prec)
+        toks, step_ms = greedy_run(model, tok, AUTO_PROMPTS, AUTO_STEPS)
+        if ref is None:  # fp32 comes first: it is the reference
+            ref = toks
+        agree[prec] = round(teacher_forced_agreement(model, tok, AUTO_PROMPTS, ref), 4)
+        ms[prec] = round(step_ms, 3)
+        del model
+    ok = [p for p in cands if agree[p] >= AGREEMENT]
+    best = min(ok, key=lambda p: ms[p])
+    return AutoChoice(best, cpu_info().key, model_name, torch.get_num_threads(), ms, agree, time.time())
+
+
+def greedy_run(model: torch.nn.Module, tok: Any, prompts: Sequence[str],
+               steps: int) -> tuple[list[list[int]], float]:
+    """Plain greedy decoding with transformers' cache; (tokens per prompt, median step ms)."""
+    from transformers import DynamicCache
+
+    outs, times = [], []
+    dev = next(model.parameters()).device
+    with torch.inference_mode():
+        for text in prompts:
+            ids = torch.tensor([tok.encode(text, add_special_tokens=False)], device=dev)
+            cache = DynamicCache(config=model.config)
+            logits = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits
+            got = []
+            for _ in range(steps):
+                nxt = int(logits[0, -1].float().argmax())
+                got.append(nxt)
+                t0 = time.perf_counter()
+                logits = model(input_ids=torch.tensor([[nxt]], device=dev), cache=cache,
+                               use_cache=True, logits_to_keep=1).logits
+                times.append((time.perf_counter() - t0) * 1000)
+            outs.append(got)
+    times.sort()
+    return outs, times[len(times) // 2] if times else 0.0
+
+
+def teacher_forced_logits(model: torch.nn.Module, tok: Any, prompts: Sequence[str],
+                          continuations: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+    """fp32 logits (len(cont), V) predicting each continuation token, given the prompt and
+    the continuation before it: one forward pass per prompt."""
+    dev = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for text, cont in zip(prompts, continuations):
+            ids = tok.encode(text, add_special_tokens=False)
+            x = torch.tensor([ids + list(cont[:-1])], device=dev)
+            out.append(model(input_ids=x).logits[0, len(ids) - 1:].float().cpu())
+    return out
+
+
+def teacher_forced_agreement(model: torch.nn.Module, tok: Any, prompts: Sequence[str],
+                             ref: Sequence[Sequence[int]]) -> float:
+    """Share of positions where ``model``'s greedy token equals the reference's, each
+    position fed the reference's own history (so one early flip does not count as every
+    later token differing, as free-running comparison would)."""
+    logits = teacher_forced_logits(model, tok, prompts, ref)
+    same = sum(int((lg.argmax(-1) == torch.tensor(r)).sum()) for lg, r in zip(logits, ref))
+    total = sum(len(r) for r in ref)
+    return same / total if total else 1.0
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no cache or a damaged one: measure again
+
+
+def _write_cache(path: Path, table: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home: auto measures again next time, nothing else is lost
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_llm_precise(name: str | None, device: str = "cpu", dtype: str | None = "fp32",
+                     ) -> tuple[Any, Any]:
+    """Load the LLM (through the project's model resolution) in the asked precision.
+
+    ``dtype`` is one of ``CHOICES`` or an alias (float32, bfloat16, float16). ``auto``
+    resolves through ``choose_auto``: the first run on a CPU model measures (seconds),
+    later runs read the cache. The chosen precision is kept on
+    ``model.config.voice_agent_precision`` (and ``voice_agent_auto`` for auto's figures).
+    """
+    from voice_agent.models import load_llm
+
+    prec = normalize(dtype)
+    auto = None
+    if prec == "auto":
+        def load_fp32():
+            return load_llm(name, device, torch.float32)
+
+        probe, _ = load_fp32()
+        label = getattr(probe.config, "voice_agent_name", None) or str(name)
+        del probe
+        auto = choose_auto(label, load_fp32, device)
+        prec = auto.precision
+    check_runnable(prec, device)
+    load_dtype = torch.float32 if prec in ("fp32", "int8") else torch_dtype(prec)
+    model, tok = load_llm(name, device, load_dtype)
+    apply_precision(model, prec)
+    model.config.voice_agent_precision = prec
+    if auto is not None:
+        model.config.voice_agent_auto = asdict(auto)
+    return model, tok
