@@ -288,6 +288,10 @@ def stale() -> list[Path]:
             if not p.exists() or p.read_text(encoding="utf-8") != text]
 
 
+def _rel(p: Path) -> Path:
+    return p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=f"After adding an event or a setting, run {REGENERATE}.")
@@ -304,14 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         bad = [p for p, t in texts.items() if not p.exists() or p.read_text(encoding="utf-8") != t]
         for p in bad:
-            print(f"error: {p.relative_to(ROOT)} is stale: run {REGENERATE} (or make docs)",
-                  file=sys.stderr)
+            print(f"error: {_rel(p)} is stale: run {REGENERATE} (or make docs)", file=sys.stderr)
         return 1 if bad else 0
     for p, text in texts.items():
         p.parent.mkdir(parents=True, exist_ok=True)
         if not p.exists() or p.read_text(encoding="utf-8") != text:
             p.write_text(text, encoding="utf-8")
-            print(f"wrote {p.relative_to(ROOT)}")
+            print(f"wrote {_rel(p)}")
     return 0
 
 

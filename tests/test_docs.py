@@ -178,3 +178,15 @@ def test_link_checker_refuses_what_it_should(tmp_path):
     assert _bad_link(md, "https://arxiv.org/abs/2512.10931") is None
     assert _bad_link(md, "Makefile") is None
     assert _bad_link(md, "#settings") is None
+
+
+def test_check_mode_names_the_stale_file_and_the_command(gen, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(gen, "TRACE_MD", tmp_path / "trace.md")
+    monkeypatch.setattr(gen, "SETTINGS_MD", tmp_path / "settings.md")
+    assert gen.main(["--check"]) == 1  # neither file exists yet
+    err = capsys.readouterr().err
+    assert "trace.md is stale" in err and "settings.md is stale" in err
+    assert ".venv/bin/python docs/generate.py" in err
+    assert gen.main([]) == 0 and gen.main(["--check"]) == 0
+    (tmp_path / "settings.md").write_text("edited by hand\n")
+    assert gen.main(["--check"]) == 1
