@@ -11,6 +11,10 @@ import soxr
 from voice_agent.audio import SAMPLE_RATE
 from voice_agent.errors import AudioInputError
 
+# Files are read whole into memory (float32 at the device rate, then 16 kHz): an hour is
+# about 0.5 GB at 48 kHz stereo. Longer input is refused from its header, before reading.
+MAX_AUDIO_S = 3600.0
+
 
 def read_wav(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Any readable audio file → float32 mono at ``rate``, in [-1, 1].
@@ -26,6 +30,11 @@ def read_wav(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioInputError(f"{p}: empty file (0 bytes)")
     _check_wav_complete(p)
     try:
+        info = sf.info(str(p))
+        if info.samplerate > 0 and info.frames / info.samplerate > MAX_AUDIO_S:
+            raise AudioInputError(
+                f"{p}: too long ({info.frames / info.samplerate / 60:.0f} min of audio; "
+                f"the most is {MAX_AUDIO_S / 60:.0f} min)")
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioInputError(f"{p}: not a readable audio file ({_short(e)})") from None
