@@ -4,9 +4,13 @@ loading a model draws no progress bars into the live transcript."""
 from __future__ import annotations
 
 import copy
-import tomllib
 import warnings
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

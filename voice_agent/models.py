@@ -13,10 +13,14 @@ import json
 import os
 import shutil
 import sys
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
+    import tomli as tomllib
 
 from voice_agent.errors import ModelError
 from voice_agent.quiet import quiet_loading
