@@ -63,21 +63,23 @@ def make_decoder(mode: str, model: Any, tok: Any, config: Any) -> Any:
 
 def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[str, dict]]:
     """Run the evaluation; returns (results rows, per-mode figures). Files go to ``opts.out``."""
+    from voice_agent.eval.data import load_set
+
+    bad = [m for m in opts.modes if m not in MODES]
+    if bad or not opts.modes:
+        raise VoiceAgentError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
+    problems = load_set(opts.data, opts.limit, opts.seed)  # bad input fails before any model loads
+
     import torch
 
     from voice_agent.config import load_config
     from voice_agent.core import EngineConfig
-    from voice_agent.eval.data import load_set
     from voice_agent.eval.delay import piper_synthesizer
     from voice_agent.eval.report import summarize, write_results, write_summary
     from voice_agent.eval.text import run_text
     from voice_agent.core.precision import load_llm_precise
     from voice_agent.tts.piper_tts import PiperTts
 
-    bad = [m for m in opts.modes if m not in MODES]
-    if bad or not opts.modes:
-        raise VoiceAgentError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
-    problems = load_set(opts.data, opts.limit, opts.seed)
     opts.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     torch.set_num_threads(opts.threads)
