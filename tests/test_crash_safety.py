@@ -93,3 +93,12 @@ def test_kill_9_mid_session_then_report_marks_it_incomplete(tmp_path):
     assert metrics["complete"] is False and "cut short" in metrics["incomplete"]
     assert "Incomplete" in (report / "summary.md").read_text()
     assert (report / "timeline.png").stat().st_size > 0
+
+
+def test_text_that_was_not_utf8_is_escaped_not_lost(tmp_path):
+    path = tmp_path / "trace.jsonl"
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")
+    with TraceWriter(path, config={"audio_clock_offset": 0.0}) as w:
+        w.write({"t": 0.1, "ev": "error", "where": "asr", "message": bad})
+    recs = _lines(path)
+    assert recs[1]["message"] == bad and recs[-1]["ev"] == "trace.end"

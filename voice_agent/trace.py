@@ -77,7 +77,7 @@ class TraceWriter:
 
     def _write(self, rec: dict[str, Any]) -> None:
         # backslashreplace: a lone surrogate (bytes that were not UTF-8) becomes a JSON
-        # \\uXXXX escape instead of an exception that would lose the line.
+        # \uXXXX escape instead of an exception that would lose the line.
         data = (json.dumps(rec, ensure_ascii=False, default=_jsonable) + "\n").encode(
             "utf-8", "backslashreplace")
         with self._lock:
