@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated: async, think, nothink, cascade (default: all four)")
     p.add_argument("--llm", default="embedded", help="tiny | embedded (default) | a model name | a path")
     p.add_argument("--limit", type=int, help="the first N problems (after the seeded shuffle)")
+    p.add_argument("--offset", type=int, default=0,
+                   help="skip the first N problems (after the shuffle): one run split across processes")
     p.add_argument("--spoken", action="store_true",
                    help="synthesise each question with piper and replay it through the whole "
                         "session (VAD, streaming ASR, model, TTS) in real time")
@@ -61,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         if v is not None and v < 1:
             raise VoiceAgentError(f"{name} must be at least 1")
     out = Path(args.out) if args.out else Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
-    opts = EvalOptions(data=args.data, modes=modes, llm=args.llm, limit=args.limit,
+    if args.offset < 0:
+        raise VoiceAgentError("--offset must not be negative")
+    opts = EvalOptions(data=args.data, modes=modes, llm=args.llm, limit=args.limit, offset=args.offset,
                        spoken=args.spoken, seed=args.seed, out=out, max_thoughts=args.max_thoughts,
                        max_answer=args.max_answer, max_steps=args.max_steps, device=args.device,
                        dtype=args.dtype, threads=args.threads)

@@ -51,9 +51,9 @@ def named_sets() -> list[str]:
 
 
 def load_set(name: str, limit: int | None = None, seed: int = 0,
-             data_dir: Path | None = None) -> list[Problem]:
+             data_dir: Path | None = None, offset: int = 0) -> list[Problem]:
     """A named set or a JSONL path, shuffled with ``seed`` (the same seed, the same
-    problems), then the first ``limit``."""
+    problems), then ``limit`` problems from ``offset`` (one run split across processes)."""
     if name in SHIPPED:
         problems = load_jsonl(SHIPPED[name])
     elif name in BIGBENCH:
@@ -70,6 +70,7 @@ def load_set(name: str, limit: int | None = None, seed: int = 0,
     order = list(problems)
     if name not in SHIPPED:  # the shipped set keeps its written order
         random.Random(seed).shuffle(order)
+    order = order[offset:]
     return order[:limit] if limit else order
 
 

@@ -26,6 +26,7 @@ class EvalOptions:
     modes: tuple[str, ...] = MODES
     llm: str | None = "embedded"
     limit: int | None = None
+    offset: int = 0
     spoken: bool = False
     seed: int = 0
     out: Path = Path("runs/eval")
@@ -68,7 +69,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     bad = [m for m in opts.modes if m not in MODES]
     if bad or not opts.modes:
         raise VoiceAgentError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
-    problems = load_set(opts.data, opts.limit, opts.seed)  # bad input fails before any model loads
+    problems = load_set(opts.data, opts.limit, opts.seed, offset=opts.offset)  # bad input fails before any model loads
 
     import torch
 
@@ -98,7 +99,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     spoken_ctx = _spoken_context(opts, base) if opts.spoken else None
 
     meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
-            "budgets": settings, "modes": list(opts.modes), "limit": opts.limit,
+            "budgets": settings, "modes": list(opts.modes), "limit": opts.limit, "offset": opts.offset,
             "spoken": opts.spoken, "started": time.time()}
     (opts.out / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     rows: list[dict] = []
