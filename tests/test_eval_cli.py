@@ -56,6 +56,12 @@ def test_text_mode_every_mode_and_the_same_predictions_twice(short_set, tmp_path
     for name in ("summary.md", "accuracy_vs_delay.png", "delay_cdf.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0
 
+    # a run cut short is summarised again from its results.jsonl
+    (tmp_path / "a" / "summary.md").unlink()
+    assert main(["eval", "--from-results", str(tmp_path / "a"), "--json"]) == 0
+    rebuilt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rebuilt["modes"] == first["modes"] and (tmp_path / "a" / "summary.md").exists()
+
     run_eval(capsys, short_set, tmp_path / "b")  # greedy: the same command, the same answers
     again = read_rows(tmp_path / "b")
     pick = lambda rs: [(r["mode"], r["id"], r["prediction"], r["answer_text"], r["thoughts"])

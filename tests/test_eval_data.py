@@ -58,6 +58,8 @@ def test_seeded_shuffle_and_limit(tmp_path):
     a, b = load_set(str(path), 5, seed=3), load_set(str(path), 5, seed=3)
     assert [p.id for p in a] == [p.id for p in b] and len(a) == 5
     assert [p.id for p in load_set(str(path), 5, seed=4)] != [p.id for p in a]
+    whole = load_set(str(path), 10, seed=3)
+    assert load_set(str(path), 5, seed=3, offset=5) == whole[5:]  # one run split in two
 
 
 def test_bigbench_tasks_become_problems(tmp_path):
