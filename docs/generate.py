@@ -47,6 +47,11 @@ class FieldDoc:
 # ---------------------------------------------------------------- reading the code
 
 
+def _rel(p: Path) -> Path:
+    """``p`` relative to the repository when it is inside it (for messages and docs)."""
+    return p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+
+
 @lru_cache(maxsize=None)
 def _parsed(path: str) -> tuple[ast.Module, dict[int, tuple[int, str]], list[str]]:
     """The module's tree, its comments by line (column, text) and its lines."""
@@ -93,19 +98,15 @@ def field_comments(cls: type) -> dict[str, tuple[str, str]]:
         while ln >= 1 and _comment_only(lines, ln) and comments.get(ln, (-1, ""))[0] == stmt.col_offset:
             above.insert(0, comments[ln][1])
             ln -= 1
-        trailing: list[str] = []
-        for ln in range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1):
-            if ln in comments and not _comment_only(lines, ln):
-                trailing.append(comments[ln][1])
-        if trailing:
-            col = comments[(stmt.end_lineno or stmt.lineno)][0] if (stmt.end_lineno or stmt.lineno) in comments else None
-            ln = (stmt.end_lineno or stmt.lineno) + 1
-            while col is not None and ln <= len(lines) and _comment_only(lines, ln) \
-                    and comments.get(ln, (-1, ""))[0] == col:
+        last = stmt.end_lineno or stmt.lineno
+        trailing = [comments[ln][1] for ln in range(stmt.lineno, last + 1)
+                    if ln in comments and not _comment_only(lines, ln)]
+        if last in comments and not _comment_only(lines, last):
+            col, ln = comments[last][0], last + 1
+            while ln <= len(lines) and _comment_only(lines, ln) and comments.get(ln, (-1, ""))[0] == col:
                 trailing.append(comments[ln][1])
                 ln += 1
-        rel = Path(path).resolve().relative_to(ROOT) if Path(path).resolve().is_relative_to(ROOT) else Path(path)
-        out[stmt.target.id] = (" ".join(above + trailing).strip(), f"{rel}:{stmt.lineno}")
+        out[stmt.target.id] = (" ".join(above + trailing).strip(), f"{_rel(Path(path).resolve())}:{stmt.lineno}")
     return out
 
 
@@ -113,8 +114,7 @@ def _where(cls: type, line: bool = True) -> str:
     """The class's file (and line, for error messages; the docs leave it out so that
     an edit elsewhere in the file does not make them stale)."""
     path, node = _class_node(cls)
-    p = Path(path).resolve()
-    rel = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+    rel = _rel(Path(path).resolve())
     return f"{rel}:{node.lineno}" if line else str(rel)
 
 
@@ -286,10 +286,6 @@ def stale() -> list[Path]:
     """Generated files whose text differs from what the code says now."""
     return [p for p, text in outputs().items()
             if not p.exists() or p.read_text(encoding="utf-8") != text]
-
-
-def _rel(p: Path) -> Path:
-    return p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
 
 
 def main(argv: list[str] | None = None) -> int:
