@@ -68,6 +68,7 @@ bench: install
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/tts.py
 	$(BIN)/python bench/session.py
+	$(BIN)/python bench/server.py
 	$(BIN)/python bench/turns.py
 
 # docs/trace.md and docs/settings.md are generated from the code; re-run after adding an

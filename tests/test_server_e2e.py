@@ -19,7 +19,7 @@ RATE = 24_000
 
 @pytest.fixture(scope="module")
 def host():
-    h = tiny_host(max_answer=24)
+    h = tiny_host(max_answer=12)
     yield h
     h.close()
 

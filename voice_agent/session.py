@@ -226,7 +226,8 @@ class Session:
                 self.on_event(dataclasses.replace(ev, turn=cur.turn) if hasattr(ev, "turn") else ev)
             # else: stale, from a response that a barge-in replaced: dropped on purpose
         if cur is not None and self.cur is cur and gen == cur.gen and cur.ended_listening \
-                and not cur.decoder_done and self.worker.decoder.done:
+                and not cur.decoder_done and self.worker.decoder.done \
+                and getattr(self.worker, "settled", True):
             self._on_decoder_done()
 
     def on_event(self, ev: Event) -> None:

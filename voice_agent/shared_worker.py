@@ -19,8 +19,9 @@ Scheduling (what a step goes to, when several lanes have work):
 Batching several sessions' rows into one forward pass is not done: each step is one
 lane's own (batch-1 or batch-2) step.
 
-A failing step ends only its own lane (its session gets an ``Error`` event, as with the
-single-session worker); the thread and the other lanes go on.
+A failing step costs only its own session, as with the single-session worker: the turn
+is dropped with a recovered ``Error`` (``ModelWorker._recover``), and after repeated
+failures the lane ends with a fatal one; the thread and the other lanes go on.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ class Lane(ModelWorker):
 
     def step(self) -> None:
         self.steps += 1
-        self._emit(self.decoder.step())
+        events = self.decoder.step()
+        self._failures = 0
+        self._emit(events)
 
     def fail(self, err: BaseException) -> None:
         """Report a failure to the session, as the single-session worker does."""
@@ -139,10 +142,12 @@ class SharedModelWorker:
         """A lane whose events land on ``loop`` through ``handler(gen, events)``, like
         ``ModelWorker.for_loop``. It joins the schedule when the session starts it."""
 
+        lanes: list[Lane] = []  # the one made below; post needs it
+
         def post(gen: int, events: list[Event]) -> None:
             if not loop.is_closed():
                 try:
-                    loop.call_soon_threadsafe(handler, gen, events)
+                    loop.call_soon_threadsafe(*lanes[0].counted(handler, gen, events))
                 except RuntimeError:
                     pass  # the loop closed between the check and the call
 
@@ -150,7 +155,8 @@ class SharedModelWorker:
             if on_exit is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(on_exit, err)
 
-        return Lane(self, decoder, post, clock, exit_cb, playback_low)
+        lanes.append(Lane(self, decoder, post, clock, exit_cb, playback_low))
+        return lanes[0]
 
     def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
         """Run ``fn`` on the model thread between steps (building a decoder allocates its
@@ -206,7 +212,10 @@ class SharedModelWorker:
             lane.last_served = next(self._counter)
             self.served[id(lane)] = self.served.get(id(lane), 0) + 1
             try:
-                lane.step()
+                try:
+                    lane.step()
+                except Exception as e:  # noqa: BLE001 - as the single worker: the turn is
+                    lane._recover(e)    # dropped, the session goes on (re-raised when fatal)
             except BaseException as e:  # noqa: BLE001 - one session's failure, not the server's
                 lane.fail(e)
                 self._remove(lane, e)

@@ -93,21 +93,41 @@ class ModelWorker:
         self._gen = -1
         self._active = False  # a turn is under way and the decoder may step
         self._failures = 0  # failed steps/commands since the last good step
+        self.posted = self.handled = 0  # event batches posted to the loop / handled there
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
 
     @classmethod
     def for_loop(cls, decoder: Decoder, loop: Any, handler: Post, clock: SessionClock,
                  on_exit: Callable[[BaseException | None], None] | None = None) -> "ModelWorker":
+        workers: list[ModelWorker] = []  # the one made below; post needs it
+
         def post(gen: int, events: list[Event]) -> None:
             if not loop.is_closed():
-                loop.call_soon_threadsafe(handler, gen, events)
+                loop.call_soon_threadsafe(*workers[0].counted(handler, gen, events))
 
         def exit_cb(err: BaseException | None) -> None:
             if on_exit is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(on_exit, err)
 
-        return cls(decoder, post, clock, exit_cb)
+        workers.append(cls(decoder, post, clock, exit_cb))
+        return workers[0]
+
+    def counted(self, handler: Post, gen: int, events: list[Event]) -> tuple[Callable, ...]:
+        """(callback, args) for ``call_soon_threadsafe`` that keep ``settled`` true."""
+        self.posted += 1
+        return self._handled, self.posted, handler, gen, events
+
+    def _handled(self, seq: int, handler: Post, gen: int, events: list[Event]) -> None:
+        self.handled = seq
+        handler(gen, events)
+
+    @property
+    def settled(self) -> bool:
+        """On the loop: every batch posted so far has reached the handler. The decoder's
+        live ``done`` is only the truth about the events handled when this holds (a
+        batch with the answer's last words may still be queued behind this one)."""
+        return self.handled >= self.posted
 
     # ------------------------------------------------------------ loop-side API
 

@@ -275,7 +275,11 @@ class Translator:
                               "voice_agent": {"turn": ev.turn, "user": ev.user}}}]
 
     def _error(self, ev: Error) -> list[dict[str, Any]]:
-        return [error_event("session_failed", f"{ev.where}: {ev.message}", kind="server_error")]
+        # A recovered error cost a chunk, an utterance or an answer; the session goes on.
+        recovered = getattr(ev, "recovered", False)
+        return [error_event("component_error" if recovered else "session_failed",
+                            f"{ev.where}: {ev.message}", kind="server_error")
+                | {"voice_agent": {"recovered": recovered}}]
 
 
 _HANDLERS = {
