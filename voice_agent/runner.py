@@ -168,11 +168,14 @@ async def _frames_until(source: Any, stop: asyncio.Event, recorder: InputRecorde
 def run_session(*, source_factory: Any, config: Config, models: Models, out_dir: Path,
                 sink_kind: str = "wav", echo_possible: bool = False, view: Any = None,
                 write_out_wav: bool = True, output_device: str | int | None = None,
-                decoder: Any = None, whisper: Any = None, tts: Any = None) -> RunResult:
+                decoder: Any = None, whisper: Any = None, tts: Any = None,
+                clock: SessionClock | None = None) -> RunResult:
     """Load the models, warm them up, run one session over the source, write the files.
 
     ``decoder`` (an Engine or Baseline), ``whisper`` (a WhisperModel) and ``tts`` (a
-    PiperTts) may be given already loaded, to share them across sessions.
+    PiperTts) may be given already loaded, to share them across sessions. ``clock``: a
+    ``SessionClock`` (sub)class instance, e.g. a faster one for soak runs; it is started
+    when the warm-ups are done.
     """
     from voice_agent.asr import Listener
     from voice_agent.asr.config import ListenConfig
@@ -188,7 +191,7 @@ def run_session(*, source_factory: Any, config: Config, models: Models, out_dir:
 
     mode = config.session.mode
     out_dir.mkdir(parents=True, exist_ok=True)
-    clock = SessionClock()
+    clock = clock or SessionClock()
 
     asr_cfg = config.asr
     if models.asr is not None:

@@ -1,0 +1,258 @@
+"""Soak: spoken conversations back to back for N minutes, with a barge-in about every 6 s.
+
+Each conversation is one whole session, as `replay` runs it (VAD, streaming faster-whisper,
+the async engine on the tiny Qwen3, chunker, piper, a WAV sink, trace and report files),
+with the models loaded once and shared, as a server shares them. The question samples
+follow each other so that the user starts speaking again about every 6 s, mostly while
+the (noise) answer plays: a barge-in. "Fast mode": the session clock runs ``--speed``
+times faster than the wall clock (audio is fed, played and timed on it), so a minute of
+wall time holds more conversation; model compute is not sped up.
+
+Every ``--interval`` seconds a sampler records RSS, open file descriptors, OS threads and
+the KV arena's occupancy. After the warm-up (``--warmup``, default a quarter of the run,
+at most 2 minutes) RSS must grow less than 5 %, and every event a session emitted must be
+a line of its trace (events emitted = lines written).
+
+    python bench/soak.py --minutes 30 [--speed 2] [--png docs/soak.png] [--samples-out F]
+
+Prints a JSON summary, then the last line ``soak: rss growth X.X%, lost lines N`` (growth
+measured against the RSS right after the warm-up, in the same run). Exit code 1 when the
+run fails either bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from voice_agent.audio import SAMPLE_RATE  # noqa: E402
+from voice_agent.audio.sources import WavSource  # noqa: E402
+from voice_agent.audio.wav import read_wav  # noqa: E402
+from voice_agent.config import load_config  # noqa: E402
+from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, build_decoder, run_session  # noqa: E402
+from voice_agent.trace import SessionClock  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
+QUESTIONS = ("capital_of_france.wav", "seven_times_eight.wav", "boiling_point.wav",
+             "train_arrival.wav")
+RSS_LIMIT = 0.05
+
+
+class ScaledClock(SessionClock):
+    """The session clock, running ``speed`` times faster than the monotonic clock."""
+
+    def __init__(self, speed: float) -> None:
+        super().__init__()
+        self.speed = float(speed)
+
+    def now(self) -> float:
+        return (time.monotonic() - self.start) * self.speed
+
+
+def conversation(n_questions: int, offset: int, every_s: float = 6.0) -> np.ndarray:
+    """Questions whose starts are ``every_s`` apart (at least 2.5 s of silence between),
+    then 4 s of silence for the last answer; int16 16 kHz mono."""
+    parts = []
+    for k in range(n_questions):
+        q = read_wav(SAMPLES / QUESTIONS[(offset + k) % len(QUESTIONS)])
+        parts.append(q)
+        gap = max(every_s - len(q) / SAMPLE_RATE, 2.5) if k < n_questions - 1 else 4.0
+        parts.append(np.zeros(int(gap * SAMPLE_RATE), np.float32))
+    return (np.clip(np.concatenate(parts), -1, 1) * 32767).astype(np.int16)
+
+
+def os_threads() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return threading.active_count()
+
+
+def rss_mb() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Sampler(threading.Thread):
+    """Samples the process every ``interval`` s (wall) until stopped."""
+
+    def __init__(self, interval: float, decoder, stats: dict) -> None:
+        super().__init__(name="soak-sampler", daemon=True)
+        self.interval, self.decoder, self.stats = interval, decoder, stats
+        self.samples: list[dict] = []
+        self.t0 = time.monotonic()
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        arena = self.decoder.arena
+        self.samples.append({
+            "t_s": round(time.monotonic() - self.t0, 1), "rss_mb": round(rss_mb(), 2),
+            "open_files": len(os.listdir("/proc/self/fd")), "threads": os_threads(),
+            "arena_used": round(arena.used_tokens() / arena.total_capacity, 4),
+            "arena_peak": round(self.stats.pop("peak", 0.0), 4),
+            "sessions": self.stats["sessions"], "events": self.stats["events"]})
+
+    def run(self) -> None:
+        self.sample()
+        while not self._halt.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+        self.sample()
+
+
+def plot(samples: list[dict], warmup_s: float, growth: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s["t_s"] / 60 for s in samples]
+    fig, (a, b, c) = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+    a.plot(t, [s["rss_mb"] for s in samples], color="tab:blue")
+    a.axvline(warmup_s / 60, color="grey", ls="--", lw=0.8)
+    a.set_ylabel("RSS (MiB)")
+    a.set_title(f"soak: {len(samples)} samples, RSS growth after warm-up {growth * 100:.1f}%")
+    b.plot(t, [100 * s["arena_used"] for s in samples], ".", ms=3, label="at the sample")
+    b.plot(t, [100 * s["arena_peak"] for s in samples], color="tab:red", lw=1,
+           label="peak since the previous sample")
+    b.set_ylabel("KV arena used (%)")
+    b.legend(loc="upper right", fontsize=8)
+    c.plot(t, [s["open_files"] for s in samples], label="open files")
+    c.plot(t, [s["threads"] for s in samples], label="OS threads")
+    c.set_ylabel("count")
+    c.set_xlabel("wall time (min)")
+    c.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def count_lines(path: Path) -> int:
+    """Event lines of a trace: not the header, not the closing ``trace.end`` line (the
+    trace writes both itself; the session emits every other line)."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    return len(lines) - 1 - sum('"ev": "trace.end"' in line for line in lines[-1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=30.0, help="wall minutes of conversations")
+    p.add_argument("--speed", type=float, default=1.0, help="session clock speed vs wall (fast mode)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
+    p.add_argument("--warmup", type=float, default=None, metavar="S",
+                   help="wall seconds before the RSS anchor (default: a quarter, at most 120)")
+    p.add_argument("--questions", type=int, default=8, help="questions per conversation")
+    p.add_argument("--llm", default="tiny")
+    p.add_argument("--png", type=Path, default=None, help="write the curves here")
+    p.add_argument("--samples-out", type=Path, default=None, help="write the samples as JSON")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from voice_agent.asr.whisper import load_whisper
+    from voice_agent.tts.piper_tts import PiperTts
+
+    torch.set_num_threads(1)
+    config = load_config(session={"mode": "async", "end_wait_s": 20.0},
+                         engine={**VOICE_ENGINE_DEFAULTS, "max_answer": 48})
+    decoder = build_decoder("async", args.llm, config, SessionClock())
+    whisper = load_whisper(None, 1)
+    tts = PiperTts(config.tts)
+    duration = args.minutes * 60
+    warmup = args.warmup if args.warmup is not None else min(120.0, duration / 4)
+
+    stats = {"sessions": 0, "events": 0, "peak": 0.0}
+    totals = {"emitted": 0, "written": 0, "lost": 0, "bargeins": 0, "turns": 0, "errors": 0,
+              "session_s": 0.0, "failed_sessions": 0}
+    sampler = Sampler(args.interval, decoder, stats)
+    root = Path(tempfile.mkdtemp(prefix="soak-"))
+    sampler.start()
+    try:
+        k = 0
+        while time.monotonic() - sampler.t0 < duration:
+            emitted = [0]
+            pcm = conversation(args.questions, k)
+
+            def view(ev, emitted=emitted) -> None:
+                emitted[0] += 1
+                stats["events"] += 1
+                arena = decoder.arena
+                stats["peak"] = max(stats.get("peak", 0.0), arena.used_tokens() / arena.total_capacity)
+                if ev.EV == "bargein":
+                    totals["bargeins"] += 1
+                elif ev.EV == "turn.end":
+                    totals["turns"] += 1
+                elif ev.EV == "error":
+                    totals["errors"] += 1
+
+            out = root / f"s{k:04d}"
+            clock = ScaledClock(args.speed)
+            result = run_session(
+                source_factory=lambda c, pcm=pcm: WavSource.from_pcm(pcm, c, pad_silence_s=1.0),
+                config=config, models=Models(llm=args.llm), out_dir=out, view=view,
+                decoder=decoder, whisper=whisper, tts=tts, clock=clock)
+            written = count_lines(out / "trace.jsonl")
+            totals["emitted"] += emitted[0]
+            totals["written"] += written
+            totals["lost"] += max(0, emitted[0] - written)
+            totals["session_s"] += len(pcm) / SAMPLE_RATE + 1.0
+            totals["failed_sessions"] += int(result.exit_code != 0)
+            stats["sessions"] += 1
+            shutil.rmtree(out, ignore_errors=True)
+            k += 1
+    finally:
+        sampler.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    samples = sampler.samples
+    anchor = next((s for s in samples if s["t_s"] >= warmup), samples[0])
+    last = samples[-1]
+    growth = (last["rss_mb"] - anchor["rss_mb"]) / anchor["rss_mb"]
+    after = [s for s in samples if s["t_s"] >= anchor["t_s"]]
+    summary = {
+        "minutes": round(samples[-1]["t_s"] / 60, 2), "speed": args.speed,
+        "sessions": stats["sessions"], "conversation_minutes": round(totals["session_s"] / 60, 1),
+        "turns": totals["turns"], "bargeins": totals["bargeins"],
+        "bargeins_per_minute": round(totals["bargeins"] / max(totals["session_s"] / 60, 1e-9), 2),
+        "errors": totals["errors"], "failed_sessions": totals["failed_sessions"],
+        "events_emitted": totals["emitted"], "lines_written": totals["written"],
+        "lost_lines": totals["lost"], "warmup_s": warmup,
+        "rss_mb": {"start": samples[0]["rss_mb"], "anchor": anchor["rss_mb"],
+                   "end": last["rss_mb"], "max_after_warmup": max(s["rss_mb"] for s in after)},
+        "rss_growth": round(growth, 4),
+        "open_files": {"anchor": anchor["open_files"], "end": last["open_files"],
+                       "max": max(s["open_files"] for s in samples)},
+        "threads": {"anchor": anchor["threads"], "end": last["threads"],
+                    "max": max(s["threads"] for s in samples)},
+        "arena_peak": max(s["arena_peak"] for s in samples),
+        "samples": len(samples),
+    }
+    if args.samples_out:
+        args.samples_out.parent.mkdir(parents=True, exist_ok=True)
+        args.samples_out.write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
+    if args.png:
+        plot(samples, anchor["t_s"], growth, args.png)
+    print(json.dumps(summary))
+    print(f"soak: rss growth {growth * 100:.1f}%, lost lines {totals['lost']}")
+    ok = growth < RSS_LIMIT and totals["lost"] == 0 and totals["failed_sessions"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
