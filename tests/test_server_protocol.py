@@ -4,7 +4,6 @@ rate limiter and the shared worker's schedule over real (tiny) engines."""
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
@@ -77,6 +76,8 @@ def test_session_update_sets_rates_and_refuses_unknown_formats_whole():
                                      "audio": {"output": {"format": fmt}}}})
         assert e.value.code == "unsupported_audio_format"
     assert opts.instructions == "Be brief."  # nothing of a refused update applies
+    with pytest.raises(ClientError, match="at most"):
+        opts.update({"session": {"instructions": "x" * 5000}})
     described = opts.describe("sess_1", "tiny")
     assert described["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 16000}
 
@@ -89,7 +90,14 @@ def test_rate_limiter_allows_the_burst_then_the_rate():
     assert [rl.allow() for _ in range(4)] == [True, True, True, False]
 
 
-def test_non_loopback_host_needs_a_token():
+def test_loopback_by_default_and_a_non_loopback_host_needs_a_token():
+    import argparse
+
+    from voice_agent.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    assert parser.parse_args([]).host == "127.0.0.1" and ServerSettings().host == "127.0.0.1"
     ServerSettings(host="127.0.0.1").check()
     ServerSettings(host="::1").check()
     ServerSettings(host="0.0.0.0", token="s3cret").check()

@@ -14,7 +14,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 
-from voice_agent.audio import FRAME_SAMPLES, SAMPLE_RATE
+from voice_agent.audio import FRAME_SAMPLES
 from voice_agent.audio.frames import FRAME_S, AudioFrame
 from voice_agent.audio.sinks import PullSink
 from voice_agent.audio.sources import BlockConverter, Clock

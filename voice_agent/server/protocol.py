@@ -23,6 +23,7 @@ from voice_agent.events import (
 PCM_TYPES = ("audio/pcm", "pcm16")  # GA name, beta name; both mean PCM16 little-endian mono
 DEFAULT_RATE = 24_000               # the Realtime default for audio in and out
 RATES = (8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
+MAX_INSTRUCTIONS = 4_000  # characters: the prompt block also holds the history
 
 CLIENT_EVENTS = frozenset({
     "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
@@ -137,6 +138,10 @@ class SessionOptions:
             if text is not None and not isinstance(text, str):
                 raise ClientError("invalid_event", "instructions must be a string", eid,
                                   "session.instructions")
+            if text and len(text) > MAX_INSTRUCTIONS:
+                raise ClientError("instructions_too_long", f"instructions may hold at most "
+                                  f"{MAX_INSTRUCTIONS} characters (they share the prompt block "
+                                  "with the history)", eid, "session.instructions")
             new.instructions = text or None
         ours = s.get("voice_agent") if isinstance(s.get("voice_agent"), dict) else {}
         if "binary_audio" in ours:
