@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: OpenMP spin-waiting collapses multi-threaded "
                         "GEMMs whenever another process holds a core)")
+    p.add_argument("--profile", metavar="FILE", help="plain text about the user, given to the "
+                   "model as the system text")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -47,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise VoiceAgentError("--max-steps must be positive")
     if args.threads < 1:
         raise VoiceAgentError("--threads must be at least 1")
+    system = None
+    if args.profile:  # a bad file fails here, before the model loads
+        from voice_agent.core.profile import read_profile, with_profile
+
+        system = with_profile(None, read_profile(args.profile))
     torch.set_num_threads(args.threads)
     out = Console(stderr=args.json, highlight=False)
     if args.llm == "tiny":
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     driver.warm_up()
     clock.start = time.monotonic()  # after the load and warm-up, before any prefill
     t_start = clock.now()
-    events = _stream(driver, args.question, args.max_steps, out)
+    events = _stream(driver, args.question, args.max_steps, out, system)
     summary = _summary(args.mode, driver, events, t_start)
     summary["dtype"] = precision_of(model)
     if args.json:
@@ -80,13 +87,13 @@ def _driver(mode: str, model, tok, config, clock):
     return Baseline(model, tok, mode, config, clock)
 
 
-def _stream(driver, question: str, max_steps: int, out) -> list[Any]:
+def _stream(driver, question: str, max_steps: int, out, system: str | None = None) -> list[Any]:
     """Run the turn and print each stream's text as it comes, labelled on every switch."""
     from voice_agent.events import LlmControl, LlmThink, LlmWrite
 
     events: list[Any] = []
     current = None
-    gen = driver.run(question, max_steps=max_steps)
+    gen = driver.run(question, system=system, max_steps=max_steps)
     for ev in gen:
         events.append(ev)
         if isinstance(ev, (LlmThink, LlmWrite)):
