@@ -209,7 +209,8 @@ def test_threaded_fast_replay_keeps_every_utterance(whisper_model, sample_paths,
     async def go():
         loop = asyncio.get_running_loop()
         collector = TranscriptCollector()
-        listener = Listener(whisper_model, SessionClock(), ListenConfig(),
+        # the fixed hangover splits this sample at its comma (the turn model may not)
+        listener = Listener(whisper_model, SessionClock(), ListenConfig(vad=VadConfig(turn_model="none")),
                             emit=lambda ev: loop.call_soon_threadsafe(collector.on_event, ev))
         try:
             await run_listener(WavSource(path, SessionClock(), realtime=False, pad_silence_s=0.8),
@@ -244,7 +245,7 @@ def test_two_minutes_of_speech_stream_with_bounded_buffer_and_update_time(whispe
     # A long hangover keeps it one utterance, so only trimming can bound the buffer. A 1.5 s
     # interval without speculative passes keeps the test near 40 s on two shared cores.
     asr = AsrConfig(interval_s=1.5, speculative_final=False)
-    config = ListenConfig(vad=VadConfig(hangover_ms=1500), asr=asr)
+    config = ListenConfig(vad=VadConfig(hangover_ms=1500, turn_model="none"), asr=asr)
     events, listener = stream_inline(
         whisper_model, lambda c: WavSource.from_pcm(pcm, c, pad_silence_s=2.0), config)
     st = listener.stats
