@@ -45,7 +45,7 @@ MODES = ("async", "think", "nothink", "cascade", "fly")  # fly: a FlyThinker pai
 class SessionConfig:
     """How one conversation runs: the decoding mode, the system prompt and barge-in."""
 
-    mode: str = "async"  # async (think while listening and speaking) | think | nothink | cascade
+    mode: str = "async"  # async (think while listening and speaking) | think | nothink | cascade | fly (a FlyThinker pair)
     system_prompt: str = DEFAULT_SYSTEM  # the system message of every turn
     headphones: bool = False      # no echo reaches the mic: any confirmed speech barges in
     bargein_min_s: float = 0.25   # speech shorter than this while playing is ignored
