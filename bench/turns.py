@@ -46,8 +46,8 @@ from voice_agent.trace import SessionClock  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SETTINGS = {
-    "model": VadConfig(),
-    "model_once": VadConfig(turn_recheck_ms=0),  # ask once, then wait for the limit
+    "model": VadConfig(),  # the defaults: ask once per pause, then wait for the limit
+    "model_recheck": VadConfig(turn_recheck_ms=500),  # ask again every 500 ms of silence
     "hangover": VadConfig(turn_model="none"),
 }
 

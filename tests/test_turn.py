@@ -238,7 +238,8 @@ def test_threaded_policy_gives_the_inline_verdicts_one_frame_later(whisper_model
 
     def run(threaded: bool) -> list:
         clock, events = SimClock(), []
-        listener = Listener(whisper_model, clock, ListenConfig(), emit=events.append,
+        config = ListenConfig(vad=VadConfig(turn_recheck_ms=500))
+        listener = Listener(whisper_model, clock, config, emit=events.append,
                             threaded=threaded, turn_model=smart_turn)
         for frame in WavSource(PAUSE_CLIP, clock, realtime=False, pad_silence_s=2.5):
             listener.feed(frame)

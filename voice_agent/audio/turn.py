@@ -6,9 +6,9 @@ asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
 
 - after ``turn_pause_ms`` of silence (the short pause) the model reads the utterance's
   last 8 s: P(complete) ≥ ``turn_threshold`` ends the turn at once;
-- "incomplete" keeps listening; the model is asked again every ``turn_recheck_ms`` of
-  further silence (0: never), and ``turn_limit_ms`` of silence ends the turn whatever it
-  says (the VAD's hangover is set to that limit);
+- "incomplete" keeps listening; with ``turn_recheck_ms`` > 0 the model is asked again
+  after that much more silence (default 0: once per pause), and ``turn_limit_ms`` of
+  silence ends the turn whatever it said (the VAD's hangover is set to that limit);
 - with ``turn_model = "none"``, or when the model cannot be loaded (one warning), the
   turn ends after the fixed ``hangover_ms``, as before the model existed; a model that
   fails while running falls back the same way, with one warning.

@@ -42,7 +42,10 @@ class VadConfig:
     turn_pause_ms: int = 200  # silence after which the model is asked (the short pause)
     turn_limit_ms: int = 2000  # an "incomplete" turn still ends after this much silence
     turn_threshold: float = 0.5  # P(complete) at or above this ends the turn
-    turn_recheck_ms: int = 500  # while "incomplete", ask again after this much more silence
+    # While "incomplete", ask again after this much more silence (0: ask once per pause,
+    # as Pipecat does). The model leans to "complete" as a silence grows, so rechecks
+    # inside a 600-800 ms pause ended more questions early (bench/turns.py).
+    turn_recheck_ms: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
