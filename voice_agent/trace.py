@@ -1,7 +1,10 @@
 """The session clock and the JSONL trace: one header line, then one event per line.
 
 Every line goes to the file in one ``write`` system call as it is written, so a crash,
-Ctrl-C or ``kill -9`` loses nothing already logged and never leaves half a line. A trace
+Ctrl-C or ``kill -9`` loses nothing already logged. One call is as close to atomic as a
+file allows, not quite: Linux checks for a fatal signal between the pages it copies, so a
+``kill -9`` landing inside the write of a line that crosses a page boundary can leave
+that last line cut. Readers drop such a last line (and the report says so). A trace
 closed in order ends with a ``trace.end`` line; one without it was cut short.
 """
 

@@ -97,6 +97,8 @@ def write_report(trace_path: str | Path, out_dir: str | Path | None = None) -> d
         last = events[-1]["t"] if events else 0.0
         metrics["incomplete"] = (f"the trace has no trace.end line: the session was cut short "
                                  f"(a crash or a kill); the figures cover events up to t={last:.3f} s")
+        if _torn_tail(trace):
+            metrics["incomplete"] += "; its last line was cut mid-write and is left out"
     paths = {name: out / name for name in REPORT_FILES}
     paths["metrics.json"].write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
@@ -105,6 +107,16 @@ def write_report(trace_path: str | Path, out_dir: str | Path | None = None) -> d
                   turns=metrics["turns"])
     metrics["files"] = {name: str(p) for name, p in paths.items()}
     return metrics
+
+
+def _torn_tail(trace: Path) -> bool:
+    """Whether the file ends inside a line (the reader drops such a last line)."""
+    with open(trace, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, 2)
+        return f.read(1) != b"\n"
 
 
 def _title(trace: Path, metrics: dict[str, Any]) -> str:
