@@ -53,6 +53,10 @@ def test_text_mode_every_mode_and_the_same_predictions_twice(short_set, tmp_path
                     "first_answer_token_s", "delay_to_first", "total_delay", "total_delay_minus1"):
             assert key in r
         assert bool(r["thoughts"]) == (r["mode"] in ("async", "think"))
+        # steps count per problem, though one decoder answers them all
+        assert 1 <= r["first_answer_step"] <= r["steps"] <= 8 + 6 + 20, r
+        if r["mode"] in ("nothink", "cascade"):
+            assert r["first_answer_step"] == 1  # the prefill gives the first answer token
     for name in ("summary.md", "accuracy_vs_delay.png", "delay_cdf.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0
 

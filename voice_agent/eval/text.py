@@ -26,14 +26,15 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
     writes: list[tuple[str, float]] = []
     thoughts = 0
     first_step = thoughts_before = None  # load-independent: steps, not seconds
+    step0 = decoder.steps  # a decoder counts its steps over its whole life
     for ev in decoder.run(problem.problem, system=system, max_steps=max_steps):
         if isinstance(ev, LlmWrite):
             if not writes:
-                first_step, thoughts_before = ev.step, thoughts
+                first_step, thoughts_before = ev.step - step0, thoughts
             writes.append((ev.text, ev.t))
         elif isinstance(ev, LlmThink):
             thoughts += 1
-    steps = decoder.steps
+    steps = decoder.steps - step0
     gen_s = clock.now()
     answer = decoder.answer_text
     verdict = check(answer, problem.answer, problem.kind, problem.choices)
