@@ -69,7 +69,8 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     bad = [m for m in opts.modes if m not in MODES]
     if bad or not opts.modes:
         raise VoiceAgentError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
-    problems = load_set(opts.data, opts.limit, opts.seed, offset=opts.offset)  # bad input fails before any model loads
+    # bad input fails here, before torch and the model load
+    problems = load_set(opts.data, opts.limit, opts.seed, offset=opts.offset)
 
     import torch
 
