@@ -166,5 +166,49 @@ def test_shared_worker_round_robin_and_low_playback_first(tiny_llm):
     finally:
         pool.close()
     assert min(fair) > 0 and max(fair) - min(fair) <= 0.2 * max(fair) + 5, fair
-    urgent = [lane for lane, was_urgent in picks if was_urgent]
+    urgent = [lane for lane, tier, _ in picks if tier == 0]
     assert len(urgent) >= 5 and set(urgent) == {ids[2]}, (len(urgent), set(urgent))
+    # every decision took the best tier on offer
+    assert all(tier == min(tiers.values()) for _, tier, tiers in picks)
+
+
+def test_shared_worker_serves_an_owed_answer_before_listening_thoughts(tiny_llm):
+    """A session whose user finished is served before one still thinking while listening."""
+    import asyncio
+
+    from voice_agent.config import load_config
+    from voice_agent.core import Engine
+    from voice_agent.runner import VOICE_ENGINE_DEFAULTS
+    from voice_agent.shared_worker import SharedModelWorker
+    from voice_agent.worker import BeginTurn, EndOfTurn, Listen
+
+    model, tok = tiny_llm
+    cfg = load_config(engine={**VOICE_ENGINE_DEFAULTS, "max_listen_thoughts": 1000,
+                              "max_thoughts": 2000, "max_answer": 1000}).engine
+    pool = SharedModelWorker()
+
+    async def main() -> tuple[list, list[int]]:
+        loop = asyncio.get_running_loop()
+        lanes = []
+        for done in (False, True):
+            eng = await asyncio.wrap_future(pool.call(lambda: Engine(model, tok, cfg)))
+            lane = pool.lane(eng, loop, lambda g, evs: None, eng.clock)
+            lane.start()
+            lane.send(BeginTurn(1, [], None))
+            lane.send(Listen(1, "tell me a long story about the sea"))
+            if done:
+                lane.send(EndOfTurn(1))
+            lanes.append(lane)
+        await asyncio.sleep(1.0)
+        picks = list(pool.picks)
+        for lane in lanes:
+            await asyncio.to_thread(lane.shutdown)
+        return picks, [id(ln) for ln in lanes]
+
+    try:
+        picks, (listening, owed) = asyncio.run(main())
+    finally:
+        pool.close()
+    both = [lane for lane, _, tiers in picks if len(tiers) == 2]
+    assert both and both.count(owed) == len(both), (len(both), both.count(owed))
+    assert all(tiers[listening] == 2 for _, _, tiers in picks if listening in tiers)

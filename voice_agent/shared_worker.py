@@ -7,14 +7,18 @@ model) and a :class:`Lane`, which looks to the session exactly like a
 A single :class:`SharedModelWorker` thread applies every lane's commands and runs their
 steps, one forward pass at a time, so only that thread ever touches model tensors.
 
-Scheduling (what a step goes to, when several lanes have work):
+Scheduling (what a step goes to, when several lanes have work), in three tiers:
 
-1. *Urgent* lanes first: a lane whose writer is decoding (engine state ``writing`` or
+0. *Urgent* lanes: a lane whose writer is decoding (engine state ``writing`` or
    ``thinking_and_writing``) while its session's playback buffer holds less than
    ``low_water_s`` of audio. An answer that is about to run dry would be heard as a
    stall; thinking that is a step late is not heard at all.
-2. Among the candidates, the lane served least recently: plain round-robin, so one busy
-   session cannot starve another.
+1. Lanes that owe an answer: the user has finished (``user_done``), so every step is on
+   the way to the next audible word.
+2. Lanes still listening: their thinking is ahead-of-time work, done with what is left.
+
+Within a tier, the lane served least recently: round-robin, so one busy session cannot
+starve another of its tier.
 
 Batching several sessions' rows into one forward pass is not done: each step is one
 lane's own (batch-1 or batch-2) step.
@@ -94,6 +98,12 @@ class Lane(ModelWorker):
         """Its writer is decoding while its playback buffer runs low."""
         return getattr(self.decoder, "state", "") in WRITING_STATES and self._playback_low()
 
+    def tier(self) -> int:
+        """0 urgent, 1 an answer is owed, 2 still listening (see the module docstring)."""
+        if _safe(self.urgent):
+            return 0
+        return 1 if getattr(self.decoder, "user_done", True) else 2
+
     def step(self) -> None:
         self.steps += 1
         events = self.decoder.step()
@@ -131,8 +141,9 @@ class SharedModelWorker:
         self._closed = False
         self._counter = itertools.count(1)
         self.served: dict[int, int] = {}  # id(lane) -> steps, for tests and the bench
-        # the last decisions: (id(lane) served, whether it was served as urgent)
-        self.picks: collections.deque[tuple[int, bool]] = collections.deque(maxlen=4096)
+        # the last decisions: (id(lane) served, its tier, the tiers of all runnable lanes)
+        self.picks: collections.deque[tuple[int, int, dict[int, int]]] = collections.deque(
+            maxlen=4096)
         self._thread = threading.Thread(target=self._run, name="shared-model-worker", daemon=True)
         self._thread.start()
 
@@ -230,9 +241,9 @@ class SharedModelWorker:
     def _pick(self, runnable: list[Lane]) -> Lane | None:
         if not runnable:
             return None
-        urgent = [ln for ln in runnable if _safe(ln.urgent)]
-        lane = min(urgent or runnable, key=lambda ln: ln.last_served)
-        self.picks.append((id(lane), bool(urgent)))
+        tiers = {id(ln): ln.tier() for ln in runnable}
+        lane = min(runnable, key=lambda ln: (tiers[id(ln)], ln.last_served))
+        self.picks.append((id(lane), tiers[id(lane)], tiers))
         return lane
 
     def _remove(self, lane: Lane, err: BaseException | None) -> None:
