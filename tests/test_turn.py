@@ -219,7 +219,8 @@ def test_session_hears_the_whole_question_in_one_turn(tmp_path, whisper_model, t
                          decoder=Engine(model, tok, config.engine), whisper=whisper_model,
                          tts=PiperTts())
     assert result.exit_code == 0, result.error
-    _, events = read_trace(out / "trace.jsonl")
+    header, events = read_trace(out / "trace.jsonl")
+    assert header["models"]["turn"]["name"] == turn_model
     kinds = [e["ev"] for e in events]
     finals = [e for e in events if e["ev"] == "asr.final"]
     assert "turn.decision" in kinds and (out / "timeline.png").exists()

@@ -165,6 +165,20 @@ async def _frames_until(source: Any, stop: asyncio.Event, recorder: InputRecorde
             await frames.aclose()
 
 
+def _turn_model_info(name: str) -> dict[str, Any]:
+    """The end-of-turn model for the trace header; one that cannot be resolved is named
+    with its error (the listener then falls back to the hangover, with a warning)."""
+    from voice_agent.errors import ModelError
+    from voice_agent.models import resolve_model
+
+    if name.lower() == "none":
+        return {"role": "turn", "name": "none", "description": "fixed VAD hangover"}
+    try:
+        return resolve_model("turn", name).to_dict()
+    except ModelError as e:
+        return {"role": "turn", "name": name, "error": str(e)}
+
+
 def run_session(*, source_factory: Any, config: Config, models: Models, out_dir: Path,
                 sink_kind: str = "wav", echo_possible: bool = False, view: Any = None,
                 write_out_wav: bool = True, output_device: str | int | None = None,
@@ -205,6 +219,7 @@ def run_session(*, source_factory: Any, config: Config, models: Models, out_dir:
     llm_info = resolve_model("llm", models.llm).to_dict()
     asr_info = resolve_model("asr", asr_cfg.model).to_dict()
     tts_info = resolve_model("tts", tts_cfg.voice).to_dict()
+    turn_info = _turn_model_info(config.vad.turn_model)
 
     if decoder is None:
         decoder = build_decoder(mode, models.llm, config, clock)
@@ -215,7 +230,7 @@ def run_session(*, source_factory: Any, config: Config, models: Models, out_dir:
     _warm_up(decoder, tts)
 
     trace = LazyTrace(out_dir / "trace.jsonl", {**config.to_dict(), "mode": mode},
-                      {"llm": llm_info, "asr": asr_info, "tts": tts_info})
+                      {"llm": llm_info, "asr": asr_info, "tts": tts_info, "turn": turn_info})
     recorder = InputRecorder()
     holder: dict[str, Any] = {}
 

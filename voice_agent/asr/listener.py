@@ -39,6 +39,9 @@ class Listener:
         threaded: False runs the recogniser inline inside ``feed`` (deterministic tests).
         turn_model: a loaded ``SmartTurn`` to share across listeners; None loads the one
             ``config.vad.turn_model`` names (``"none"``: the fixed hangover alone).
+        turn_threaded: run that model on its own thread (default: as ``threaded``). A
+            source faster than real time wants it inline, so that its verdicts land at
+            the audio time they were asked for, not frames later.
 
     The end-of-turn model runs on its own thread (inline with ``threaded=False``); its
     verdict is applied by ``feed`` on the next frame, so the VAD end it decides is in
@@ -48,7 +51,7 @@ class Listener:
 
     def __init__(self, asr_model: Any, clock: Clock, config: ListenConfig = ListenConfig(),
                  emit: Callable[[Event], None] | None = None, *, threaded: bool = True,
-                 turn_model: SmartTurn | None = None) -> None:
+                 turn_model: SmartTurn | None = None, turn_threaded: bool | None = None) -> None:
         self.config = config
         self.clock = clock
         self._emit = emit or (lambda ev: None)
@@ -59,7 +62,8 @@ class Listener:
             turn_model = load_turn_model(config.vad)
         elif config.vad.turn_model.lower() == "none":
             turn_model = None
-        self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit, threaded=threaded)
+        self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit,
+                               threaded=threaded if turn_threaded is None else turn_threaded)
         self.vad = Vad(config.vad, hangover_ms=self.turn.vad_limit_ms)
         self.utterance = 0
         self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded)

@@ -85,7 +85,8 @@ async def _transcribe(args: argparse.Namespace, config: ListenConfig, model: Any
     loop = asyncio.get_running_loop()
     collector = TranscriptCollector(on_line=print)
     clock = SessionClock()
-    listener = Listener(model, clock, config,
+    # as fast as possible: the turn model runs inline, so its verdicts keep their audio time
+    listener = Listener(model, clock, config, turn_threaded=args.realtime,
                         emit=lambda ev: loop.call_soon_threadsafe(collector.on_event, ev))
     try:
         warm = listener.warm_up()
