@@ -46,7 +46,8 @@ CLIPS = [
     ("australia_p", "What is the capital of | Australia?", "en-us", 165, 0.7, None),
     ("cheetah_p", "So what I want to know is | how fast a cheetah can run.", "en-gb", 150, 0.8, None),
     ("canada_p", "Could you tell me the | population of Canada?", "en-us+f3", 190, 0.6, 20),
-    ("table_p", "I would like to book a table for | four people tonight.", "en-gb-scotland", 140, 0.75, None),
+    ("table_p", "I would like to book a table for | four people tonight.", "en-gb-scotland", 140,
+     0.75, None),
     ("leap_p", "How many days are there in | a leap year?", "en-029", 175, 0.65, 25),
     ("sister_p", "Remind me to call | my sister tomorrow morning.", "en-us+m3", 160, 0.7, None),
 ]

@@ -42,7 +42,8 @@ class SmartTurn:
             self._session = ort.InferenceSession(str(path), sess_options=opts,
                                                  providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for a bad or absent file
-            raise ModelError(f"turn model {path}: cannot load it ({str(e).splitlines()[0][:160]})") from None
+            first = (str(e).splitlines() or [""])[0][:160]
+            raise ModelError(f"turn model {path}: cannot load it ({first})") from None
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [80, WINDOW_SAMPLES // 160]:
             raise ModelError(f"turn model {path}: expected one input of shape [batch, 80, 800], "
