@@ -33,7 +33,7 @@ def test_page_hears_thinks_and_speaks_in_headless_chromium(tmp_path):
     q = read_wav(SAMPLES / "capital_of_france.wav", rate)
     mic = write_wav(tmp_path / "mic.wav", np.concatenate(
         [np.zeros(rate, np.float32), q, np.zeros(8 * rate, np.float32)]), rate)
-    host = tiny_host(max_answer=12)
+    host = tiny_host(max_answer=24)
     try:
         with server(host, tmp_path / "runs") as s, sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
