@@ -233,6 +233,7 @@ def test_session_hears_the_whole_question_in_one_turn(tmp_path, whisper_model, t
     assert "know" in heard and "moon" in heard, heard
 
 
+@pytest.mark.heavy
 def test_threaded_policy_gives_the_inline_verdicts_one_frame_later(whisper_model, smart_turn):
     """On its own thread the model reaches the same verdicts; each is applied on the
     frame after it is ready (here the next frame: the test waits for the model)."""
