@@ -168,6 +168,11 @@ class Session:
         try:
             async for frame in frames:
                 self.listener.feed(frame)
+                if self.guard.headphones and self.cur is not None \
+                        and self.cur.bargein_pending_since is not None:
+                    # Confirm a barge-in on the session clock, frame by frame (the timer
+                    # below runs on wall time, which a simulated clock does not follow).
+                    self._check_bargein("")
                 if self.failed or stop.is_set():
                     break
             if not self.failed and not stop.is_set():

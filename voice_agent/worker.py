@@ -93,6 +93,8 @@ class ModelWorker:
         self._gen = -1
         self._active = False  # a turn is under way and the decoder may step
         self._failures = 0  # failed steps/commands since the last good step
+        self._sent = self._applied = 0  # commands sent / applied (see ``quiescent``)
+        self._blocked = False  # the thread waits on the queue
         self.posted = self.handled = 0  # event batches posted to the loop / handled there
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
@@ -135,7 +137,15 @@ class ModelWorker:
         self._thread.start()
 
     def send(self, cmd: Command) -> None:
+        self._sent += 1
         self._q.put(cmd)
+
+    @property
+    def quiescent(self) -> bool:
+        """The thread waits for a command, and every command sent was applied: nothing
+        happens until the next ``send``. For lock-step drivers on a simulated clock
+        (tests), where compute takes no session time."""
+        return self._blocked and self._applied == self._sent
 
     def shutdown(self, timeout: float = 5.0) -> None:
         self._q.put(Shutdown())
@@ -176,10 +186,13 @@ class ModelWorker:
     def _drain(self, block: bool) -> bool:
         """Apply queued commands; False once Shutdown arrives."""
         while True:
+            self._blocked = block
             try:
                 cmd = self._q.get(block=block, timeout=None)
             except queue.Empty:
                 return True
+            finally:
+                self._blocked = False
             block = False
             if isinstance(cmd, Shutdown):
                 return False
@@ -187,6 +200,8 @@ class ModelWorker:
                 self._apply(cmd)
             except Exception as e:  # noqa: BLE001 - see _recover
                 self._recover(e)
+            finally:
+                self._applied += 1
 
     def _recover(self, e: Exception) -> None:
         """A failed step or command costs the answer under way, not the session: post a

@@ -85,6 +85,7 @@ class TtsWorker:
         self._hand_off = threading.Lock()  # held while audio goes to the sink, and by stop()
         self._idle = threading.Condition()
         self._pending = 0
+        self._waiting_room = False
         self.timings: deque[ChunkTiming] = deque(maxlen=_TIMINGS_KEPT)
         self._thread = threading.Thread(target=self._run, name="tts", daemon=True)
         self._thread.start()
@@ -175,5 +176,18 @@ class TtsWorker:
             logger.exception("could not close chunk %d after its failure", chunk.index)
 
     def _wait_for_room(self, gen: int) -> None:
-        while gen == self._gen and self.sink.queued_s() > self.max_ahead_s:
-            time.sleep(0.02)
+        self._waiting_room = True
+        try:
+            while gen == self._gen and self.sink.queued_s() > self.max_ahead_s:
+                time.sleep(0.02)
+        finally:
+            self._waiting_room = False
+
+    @property
+    def quiescent(self) -> bool:
+        """Nothing to synthesise, or waiting for playback to make room (which only the
+        clock can give): for lock-step drivers on a simulated clock (tests)."""
+        with self._idle:
+            if self._pending == 0:
+                return True
+        return self._waiting_room and self.sink.queued_s() > self.max_ahead_s
