@@ -68,6 +68,7 @@ bench: install
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/tts.py
 	$(BIN)/python bench/session.py
+	$(BIN)/python bench/flythinker.py --tokens 24 --reps 3
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/turns.py
 
