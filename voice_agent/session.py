@@ -347,9 +347,10 @@ class Session:
         cur = self.cur
         if cur is None:
             return
-        if ev.where == "asr" and not cur.ended_listening:
+        if ev.where == "asr" and (self.listener.in_speech or not cur.ended_listening):
             # The utterance was dropped without a final: settle the turn on what was
-            # committed, now or (while the user still speaks) at the end of speech.
+            # committed, now or (while the user still speaks, maybe over the answer, which
+            # may yet become a barge-in) at the end of speech.
             cur.asr_lost = True
             if not self.listener.in_speech:
                 self._settle_lost_utterance()
@@ -360,6 +361,8 @@ class Session:
     def _settle_lost_utterance(self) -> None:
         cur = self.cur
         cur.asr_lost = False
+        if cur.ended_listening:
+            return  # the answer goes on: the lost speech did not barge in
         if cur.user_text:
             cur.ended_listening = True  # answer the words that were committed
             self.worker.send(EndOfTurn(cur.gen))
