@@ -163,3 +163,17 @@ def test_replay_in_fly_mode_with_a_tiny_trained_pair(data_file, tmp_path):
     assert header["config"]["mode"] == "fly"
     assert "Name: Ana" in header["config"]["session"]["system_prompt"]  # the profile reached the prompt
     assert any(e["ev"] == "llm.write" for e in events)
+
+
+def test_gradient_checkpointing_changes_nothing_and_bf16_runs(tok, rows):
+    """The GPU options, checked on the CPU: recomputing activations gives the same
+    weights; bf16 autocast trains (its numbers differ, as they should)."""
+    train, held = rows
+    plain = Trainer(pair(tok), train, held, cfg(steps=2), tok.pad_token_id)
+    plain.run(progress=False)
+    ckpt = Trainer(pair(tok), train, held, cfg(steps=2, grad_checkpointing=True), tok.pad_token_id)
+    ckpt.run(progress=False)
+    a, b = weights(plain.model), weights(ckpt.model)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    res = Trainer(pair(tok), train, held, cfg(steps=1, bf16=True), tok.pad_token_id).run(progress=False)
+    assert res.steps == 1 and res.history[-1].train_loss > 0
