@@ -22,6 +22,7 @@ import json
 import os
 import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -50,6 +51,26 @@ def reasoner_like(generator: torch.nn.Module, width: int | None, seed: int = 0) 
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(cfg)
     return model.to(next(generator.parameters()).device, next(generator.parameters()).dtype).eval()
+
+
+def cpu_ms_per_step(dec: PairDecoder, prompt: list[int], tokens: int) -> dict[str, float]:
+    """CPU milliseconds each model's step takes on its own thread (``time.thread_time``):
+    what a free core would need per token for the generator's and the reasoner's half,
+    whatever the machine's load. Not a latency."""
+    dec.reset()
+    dec.prefill(prompt)
+    g_ms, r_ms, tok = [], [], prompt[-1]
+    for _ in range(tokens):
+        x = torch.tensor([[tok]], dtype=torch.long, device=dec.device)
+        t0 = time.thread_time()
+        logits = dec._generate(x, dec._previous())
+        t1 = time.thread_time()
+        dec.pending = dec._reason(x)
+        t2 = time.thread_time()
+        g_ms.append((t1 - t0) * 1000)
+        r_ms.append((t2 - t1) * 1000)
+        tok = int(logits.argmax())
+    return {"generator_step": statistics.median(g_ms), "reasoner_step": statistics.median(r_ms)}
 
 
 def main() -> int:
@@ -84,6 +105,7 @@ def main() -> int:
             runs["sequential"] += s.step_ms
             runs["concurrent"] += c.step_ms
     conc.close()
+    cpu = cpu_ms_per_step(seq, prompt, args.tokens) if args.device == "cpu" else None
     med = {k: statistics.median(v) for k, v in runs.items()}
     out = {
         "device": args.device, "dtype": args.dtype, "threads_per_model": args.threads,
@@ -94,6 +116,9 @@ def main() -> int:
         "tokens": args.tokens, "reps": args.reps, "median_ms_per_token": med,
         "p90_ms_per_token": {k: statistics.quantiles(v, n=10)[-1] for k, v in runs.items()},
         "concurrent_same_tokens_as_sequential": same_tokens,
+        # CPU time per model step: on two free cores the concurrent pair would take about
+        # max(generator_step, reasoner_step) per token, the sequential one their sum
+        "cpu_ms_per_step": cpu,
     }
     print(json.dumps(out, indent=1))
     print(f"concurrent/generator_alone = {med['concurrent'] / med['generator_alone']:.2f} "
