@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-session-s", type=float, default=3600.0,
                    help="seconds before a session is closed (default 3600)")
     add_session_arguments(p)
+    for action in p._actions:  # two shared flags mean something else here
+        if action.dest == "out":
+            action.help = "folder of the session folders, OUT/<session id>/ (default runs)"
+        elif action.dest == "json":
+            action.help = "the first stdout line is JSON: url, ws, out, pid (for scripts)"
     p.set_defaults(out=None)
 
 
@@ -51,9 +59,16 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(settings, host=host)
         port = sock.getsockname()[1]
         shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-        print(f"serving on http://{shown}:{port}/  (WebSocket ws://{shown}:{port}/v1/realtime; "
-              f"sessions in {settings.out}/)", flush=True)
+        if args.json:
+            print(json.dumps({"url": f"http://{shown}:{port}/", "ws": f"ws://{shown}:{port}/v1/realtime",
+                              "out": str(settings.out), "pid": os.getpid()}), flush=True)
+        else:
+            print(f"serving on http://{shown}:{port}/  (WebSocket ws://{shown}:{port}/v1/realtime; "
+                  f"sessions in {settings.out}/)", flush=True)
         uvicorn_server(app, settings, quiet=args.quiet).run(sockets=[sock])
     finally:
         host.close()
+        # Finished sessions may sit in reference cycles; collect them now, while native
+        # objects (soxr resamplers) can still be freed cleanly, not at interpreter exit.
+        gc.collect()
     return 0
