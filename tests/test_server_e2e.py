@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from server_rig import SAMPLES, server, tiny_host, ws_url
+from server_rig import REPO, SAMPLES, server, tiny_host, ws_url
 from voice_agent.server.client import RealtimeClient, wav_pcm16
 
 pytestmark = pytest.mark.heavy
@@ -36,39 +41,38 @@ async def one_turn(url: str, wav: str, **client) -> RealtimeClient:
         return c
 
 
-def test_a_spoken_turn_streams_every_kind_of_event(host, tmp_path):
-    with server(host, tmp_path) as s:
-        c = run(one_turn(ws_url(s), "capital_of_france.wav"))
-        deltas = "".join(e["delta"] for e in c.of("conversation.item.input_audio_transcription.delta"))
-        final = c.of("conversation.item.input_audio_transcription.completed")[0]["transcript"]
-        assert "France" in final and "France" in deltas
-        assert c.of("input_audio_buffer.speech_started") and c.of("input_audio_buffer.speech_stopped")
-        assert len(c.of("voice_agent.thought.delta")) > 5
-        assert c.of("voice_agent.engine.state") and c.of("response.output_audio_transcript.delta")
-        assert len(c.audio) > 2 * RATE * 0.5  # at least half a second of answer audio
-        order = [c.first_t(k) for k in ("session.created", "input_audio_buffer.speech_started",
-                                        "response.output_audio.delta", "response.done")]
-        assert order == sorted(order)
-        done = c.of("response.done")[0]["response"]
-        assert done["status"] == "completed" and done["output"][0]["content"][0]["transcript"]
-        sid = c.of("session.created")[0]["session"]["id"]
-        ids = {e.get("response_id") for _, e in c.events if e.get("response_id")}
-        assert ids == {done["id"]}
+def check_full_turn(c: RealtimeClient, out: Path) -> None:
+    """One spoken turn gave every kind of event, in order, and the session's folder."""
+    deltas = "".join(e["delta"] for e in c.of("conversation.item.input_audio_transcription.delta"))
+    final = c.of("conversation.item.input_audio_transcription.completed")[0]["transcript"]
+    assert "France" in final and "France" in deltas
+    assert c.of("input_audio_buffer.speech_started") and c.of("input_audio_buffer.speech_stopped")
+    assert len(c.of("voice_agent.thought.delta")) > 5
+    assert c.of("voice_agent.engine.state") and c.of("response.output_audio_transcript.delta")
+    assert len(c.audio) > 2 * RATE * 0.5  # at least half a second of answer audio
+    order = [c.first_t(k) for k in ("session.created", "input_audio_buffer.speech_started",
+                                    "response.output_audio.delta", "response.done")]
+    assert order == sorted(order)
+    done = c.of("response.done")[0]["response"]
+    assert done["status"] == "completed" and done["output"][0]["content"][0]["transcript"]
+    ids = {e.get("response_id") for _, e in c.events if e.get("response_id")}
+    assert ids == {done["id"]}
     # the session's folder is written as replay writes it
-    folder = tmp_path / sid
+    folder = out / c.of("session.created")[0]["session"]["id"]
     for name in ("trace.jsonl", "out.wav", "metrics.json", "summary.md", "timeline.png"):
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["turns"][0]["response_latency"] is not None
 
 
-def test_two_concurrent_sessions_never_mix_events(host, tmp_path):
+def test_two_concurrent_sessions_each_get_a_full_turn_and_never_mix_events(host, tmp_path):
     async def main():
         with server(host, tmp_path) as s:
             return await asyncio.gather(one_turn(ws_url(s), "capital_of_france.wav"),
                                         one_turn(ws_url(s), "seven_times_eight.wav"))
 
     a, b = run(main(), 120)
+    check_full_turn(a, tmp_path)
     heard = [c.of("conversation.item.input_audio_transcription.completed")[0]["transcript"].lower()
              for c in (a, b)]
     assert "france" in heard[0] and "france" not in heard[1]
@@ -167,3 +171,38 @@ def test_openai_sdk_realtime_client_completes_a_spoken_turn(host, tmp_path):
     assert kinds[0] == "session.created" and "session.updated" in kinds
     assert "France" in transcript and answer and audio_bytes > 0
     assert done.response.status == "completed"
+
+
+def test_serve_command_ctrl_c_mid_answer_keeps_the_whole_session(tmp_path):
+    """`serve` as a user runs it: Ctrl-C while an answer plays closes the client's socket,
+    writes the session's files (the trace to its last line) and exits 130, no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "run_assistant.py", "serve", "--llm", "tiny", "--port", "0", "--json",
+         "--quiet", "--out", str(tmp_path), "--set", "engine.max_answer=24"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        started = json.loads(proc.stdout.readline())
+
+        async def talk() -> RealtimeClient:
+            async with RealtimeClient(started["ws"]) as c:
+                await c.wait_for("session.created", 30)
+                await c.stream(wav_pcm16(SAMPLES / "capital_of_france.wav", RATE, tail_s=1.0), RATE)
+                await c.wait_for("response.output_audio.delta", 60)
+                proc.send_signal(signal.SIGINT)
+                await asyncio.wait_for(c.closed.wait(), 30)
+                return c
+
+        c = run(talk())
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert c.close_code in (1000, 1001, 1012)
+    folder = tmp_path / c.of("session.created")[0]["session"]["id"]
+    for name in ("trace.jsonl", "out.wav", "metrics.json", "summary.md", "timeline.png"):
+        assert (folder / name).is_file(), name
+    lines = (folder / "trace.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["ev"] == "trace.end"  # closed in order, nothing cut off
+    assert any(json.loads(line)["ev"] == "audio.play_start" for line in lines)
