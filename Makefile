@@ -65,6 +65,7 @@ test-fast: install-test
 
 bench: install
 	$(BIN)/python bench/engine.py --iters 3
+	$(BIN)/python bench/dtype.py
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/tts.py
 	$(BIN)/python bench/session.py

@@ -1,7 +1,8 @@
 """Benchmark: one async two-stream step over the block arena vs a plain HF batch-2 decode step.
 
 Random-weight Qwen3-style model (defaults: hidden 1024, 16 layers, 16 query / 8 KV heads,
-head_dim 64 and 128). For each context length N:
+head_dim 64 and 128). For each context length N (default 256, 1k, 4k, 8k: voice turns
+live at a few hundred to a thousand tokens):
 
 - ``hf_batch2_ms``: one decode step of stock transformers (sdpa) for a batch of 2 whose
   ``DynamicCache`` holds N tokens per row;
@@ -69,7 +70,16 @@ def time_it(fn, iters: int) -> float:
     return statistics.median(ms)
 
 
-def bench_hf(model, n: int, iters: int) -> tuple[float, int]:
+def op_count(fn) -> int:
+    """ATen ops one call of ``fn`` dispatches: at short contexts a step's fixed cost is
+    mostly per-op overhead (about 30 layers x the ops per layer), not bytes."""
+    fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages())
+
+
+def bench_hf(model, n: int, iters: int) -> tuple[float, int, int]:
     cfg = model.config
     cache = DynamicCache(config=cfg)
     for layer in range(cfg.num_hidden_layers):
@@ -84,13 +94,13 @@ def bench_hf(model, n: int, iters: int) -> tuple[float, int]:
         pos[0] += 1
 
     bytes_b2 = sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))
-    return time_it(step, iters), bytes_b2
+    return time_it(step, iters), bytes_b2, op_count(step)
 
 
 def setup_arena(model, n: int, iters: int):
     cfg = model.config
     lengths = block_lengths(n)
-    slack = iters + 2  # room for the timed steps only: the arena is sized like the cache
+    slack = iters + 4  # room for the timed steps (and the op count) only: the arena is sized like the cache
     caps = {b: lengths.get(b, 0) + slack for b in ("prompt", "listen", "think_open", "thoughts",
                                                     "writer_split", "answer")}
     caps["question"] = QUESTION_TOKENS
@@ -118,9 +128,10 @@ def bench_async(model, n: int, iters: int) -> dict[str, float]:
 
     step_ms = time_it(step, iters)
     control_ms = time_it(control, max(1, iters // 2))
+    ops = op_count(step)
     same_tokens = 2 * model.config.num_hidden_layers * model.config.num_key_value_heads * n \
         * model.config.head_dim * arena.kv.element_size()
-    return {"async_ms": step_ms, "control_ms": control_ms, "arena_bytes": arena.nbytes(),
+    return {"async_ms": step_ms, "control_ms": control_ms, "async_ops": ops, "arena_bytes": arena.nbytes(),
             "dynamic_cache_same_tokens_bytes": same_tokens, "profile": profile_step(model, n) if n == 4096 else None}
 
 
@@ -149,7 +160,7 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=16)
     ap.add_argument("--kv-heads", type=int, default=8)
     ap.add_argument("--head-dims", default="64,128")
-    ap.add_argument("--contexts", default="1024,4096,8192")
+    ap.add_argument("--contexts", default="256,1024,4096,8192")
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=5)
@@ -162,8 +173,9 @@ def main() -> int:
         mine = build_model(args, head_dim)
         use_block_attention(mine)
         for n in contexts:
-            hf_ms, hf_bytes = bench_hf(ref, n, args.iters)
+            hf_ms, hf_bytes, hf_ops = bench_hf(ref, n, args.iters)
             row = {"head_dim": head_dim, "context": n, "hf_batch2_ms": round(hf_ms, 2),
+                   "hf_batch2_ops": hf_ops,
                    **bench_async(mine, n, args.iters), "hf_batch2_cache_bytes": hf_bytes}
             row["async_ms"], row["control_ms"] = round(row["async_ms"], 2), round(row["control_ms"], 2)
             row["ratio"] = round(row["async_ms"] / hf_ms, 3)

@@ -104,6 +104,7 @@ class StepPlan:
     mask: torch.Tensor | None         # (1, B, 1, T, S) additive; None when every row sees all
     offsets: list[dict[str, int]]     # per row: block -> offset in that row's view
     rope: RopeTables
+    write_idx: torch.Tensor           # (B*T,) arena columns of the new tokens, row-major
 
     @property
     def q_len(self) -> int:
@@ -152,6 +153,9 @@ def make_plan(arena: BlockArena, views: Sequence[tuple[str, ...]], q_len: int,
         cols.append((c, c + arena.length[b]))
         c += arena.length[b]
     mask = _view_mask(arena, views, blocks, cols, starts, T, c, cos.device)
+    dev = cos.device
+    write_idx = torch.tensor([arena.start[b] + st + t for b, st in zip(writes_blocks, starts)
+                              for t in range(T)], dtype=torch.long, device=dev)
     return StepPlan(
         arena=arena, views=list(views), writes=list(zip(writes_blocks, starts)),
         position_ids=torch.tensor(pos, dtype=torch.long, device=cos.device),
@@ -159,6 +163,7 @@ def make_plan(arena: BlockArena, views: Sequence[tuple[str, ...]], q_len: int,
         blocks=blocks, cols=cols,
         q_cos=cos[:nb * B].view(nb, 1, B, 1, 1, D), q_sin=sin[:nb * B].view(nb, 1, B, 1, 1, D),
         mask=mask, offsets=offsets, rope=rope,
+        write_idx=write_idx,
     )
 
 
@@ -189,8 +194,11 @@ def _store_new_kv(module: torch.nn.Module, key: torch.Tensor, value: torch.Tenso
                   plan: StepPlan) -> None:
     """Rotate the new keys to block-local positions and write them and the values."""
     k_local = _rotate(key, plan.k_cos, plan.k_sin)  # (B, kv_heads, T, D)
-    for r, (block, start) in enumerate(plan.writes):
-        plan.arena.write(module.layer_idx, block, start, k_local[r], value[r])
+    # One scatter for the K and V of every row (the plan holds the arena columns) instead
+    # of two copies per row: at short contexts a step is bound by its number of ops.
+    B, kvh, T, D = key.shape
+    kv = torch.stack((k_local, value.to(k_local.dtype))).transpose(1, 2).reshape(2, kvh, B * T, D)
+    plan.arena.kv[module.layer_idx].index_copy_(2, plan.write_idx, kv)
 
 
 def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
@@ -212,16 +220,22 @@ def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     qp = query.view(B, kvh, g, T, D).transpose(0, 1)              # (kvh, B, g, T, D)
     q_all = _rotate(qp.unsqueeze(0), plan.q_cos, plan.q_sin)  # (nb, kvh, B, g, T, D)
     q_all = (q_all * scaling).reshape(len(plan.blocks), kvh, B * g * T, D)
-    scores = torch.cat([torch.matmul(q_all[i], arena.keys(layer, b).transpose(1, 2))
-                        for i, b in enumerate(plan.blocks)], dim=-1)  # (kvh, B*g*T, S)
+    # Short contexts are bound by the number of ops, not by bytes (6 blocks x 2 matmuls x
+    # every layer), so the loops below call bmm/baddbmm on narrow()ed views of this layer's
+    # K and V directly: torch.matmul and per-block arena slicing each add several ops.
+    k_layer, v_layer = arena.kv[layer].unbind(0)                 # (kvh, capacity, D) each
+    spans = [(arena.start[b], arena.length[b]) for b in plan.blocks]
+    scores = torch.cat([torch.bmm(q_all[i], k_layer.narrow(1, s0, n).transpose(1, 2))
+                        for i, (s0, n) in enumerate(spans)], dim=-1)  # (kvh, B*g*T, S)
     S = scores.shape[-1]
     if plan.mask is not None:
         scores = scores.view(kvh, B, g, T, S) + plan.mask[0]
     probs = torch.softmax(scores.float(), dim=-1).to(value.dtype).view(kvh, B * g * T, S)
     out = None
-    for (c0, c1), b in zip(plan.cols, plan.blocks):
-        part = torch.matmul(probs[..., c0:c1], arena.values(layer, b))  # (kvh, B*g*T, D)
-        out = part if out is None else out.add_(part)
+    for (c0, c1), (s0, n) in zip(plan.cols, spans):
+        v = v_layer.narrow(1, s0, n)
+        p = probs.narrow(2, c0, c1 - c0)
+        out = torch.bmm(p, v) if out is None else torch.baddbmm(out, p, v)  # (kvh, B*g*T, D)
     out = out.view(kvh, B, g, T, D).permute(1, 3, 0, 2, 4).reshape(B, T, H, D)
     return out, None
 
