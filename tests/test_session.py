@@ -215,6 +215,7 @@ def test_sigint_leaves_complete_trace_and_report(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     header, events = read_trace(trace)
-    assert events[-1]["ev"] == "turn.end"  # the open turn was closed, not cut off
+    # The open turn was closed, not cut off, and the trace was closed in order after it.
+    assert [e["ev"] for e in events[-2:]] == ["turn.end", "trace.end"]
     for name in ("metrics.json", "summary.md", "timeline.png"):
         assert (out / name).stat().st_size > 0
