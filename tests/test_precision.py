@@ -128,3 +128,27 @@ def test_dtype_names_and_clear_errors():
         P.check_runnable("fp16", "cpu")
     with pytest.raises(P.PrecisionError, match="CPU path"):
         P.check_runnable("int8", "cuda")
+
+
+def test_think_cli_takes_dtype_and_refuses_unknown_ones(capsys):
+    import json
+
+    from voice_agent.cli import main
+
+    code = main(["think", "what is two plus two?", "--llm", "tiny", "--dtype", "int8",
+                 "--max-thoughts", "6", "--max-answer", "4", "--json"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert json.loads(out.out.strip().splitlines()[-1])["dtype"] == "int8"
+    assert main(["think", "hi", "--llm", "tiny", "--dtype", "int4"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: unknown dtype 'int4'") and "Traceback" not in "".join(err)
+
+
+def test_replay_refuses_an_unknown_dtype_in_one_line(capsys, tmp_path):
+    from voice_agent.cli import main
+
+    code = main(["replay", "assets/samples/seven_times_eight.wav", "--llm", "tiny",
+                 "--dtype", "fp8", "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and err[-1].startswith("error: ") and "fp8" in err[-1]
