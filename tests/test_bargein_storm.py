@@ -1,4 +1,5 @@
-"""Barge-in storm: ten interruptions a minute for five minutes, on a simulated clock.
+"""Barge-in storm: ten interruptions a minute for five minutes (two in ``make test``; see
+MINUTES), on a simulated clock.
 
 The whole session runs (VAD, streaming faster-whisper inline, the engine on the tiny
 Qwen3 in its worker thread, chunker, piper in its thread, a null sink), in lock step
@@ -13,6 +14,7 @@ heard.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -36,7 +38,11 @@ from voice_agent.worker import ModelWorker
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 QUESTIONS = ("capital_of_france.wav", "seven_times_eight.wav", "boiling_point.wav")
-MINUTES, EVERY_S = 5, 6.0
+# Five minutes is the issue's storm (run it with VOICE_AGENT_STORM_MINUTES=5: ~11 min of
+# wall time on two loaded cores); `make test` runs two, at the same ten a minute, to stay
+# inside the suite's time budget.
+MINUTES = float(os.environ.get("VOICE_AGENT_STORM_MINUTES", "2"))
+EVERY_S = 6.0
 
 
 class Memory:
@@ -64,7 +70,7 @@ class HeardEngine(Engine):
 
 def storm_audio() -> np.ndarray:
     """A question starting every 6 s for five minutes, then silence; int16."""
-    parts, n = [], int(MINUTES * 60 / EVERY_S)
+    parts, n = [], round(MINUTES * 60 / EVERY_S)
     for k in range(n):
         q = read_wav(SAMPLES / QUESTIONS[k % len(QUESTIONS)])
         parts += [q, np.zeros(int((EVERY_S - len(q) / SAMPLE_RATE) * SAMPLE_RATE), np.float32)]
@@ -136,12 +142,17 @@ def test_bargein_storm_ten_a_minute_for_five_minutes():
     cuts = [e for e in events if e.EV == "audio.play_end" and e.interrupted]
     # Ten a minute for five minutes: every question after the first finds the answer
     # playing (compute takes no time on this clock), bar the few that land between turns.
-    assert len(barge) >= 9 * MINUTES, f"{len(barge)} barge-ins"
+    assert len(barge) >= int(9 * MINUTES), f"{len(barge)} barge-ins"
+    delays = []
     for b in barge:
         since = max(s.t for s in starts if s.t <= b.t)  # the speech that barged in
         confirmable = since + config.session.bargein_min_s
         cut = min((c for c in cuts if c.t >= b.t - 1e-6), key=lambda c: c.t)
-        assert -1e-6 <= cut.t - confirmable <= 0.1, (b, since, cut)
+        delays.append(cut.t - confirmable)
+        assert -1e-6 <= delays[-1] <= 0.1, (b, since, cut)
+    print(f"storm: {len(barge)} barge-ins in {MINUTES} min, audio stopped "
+          f"{max(delays) * 1000:.0f} ms at most after the barge-in could be confirmed, "
+          f"{len(engine.interrupts)} interrupts")
     # The engine holds exactly the heard tokens, each time.
     heard = [b.heard_tokens for b in barge]
     by_count = [i for i in engine.interrupts if i[0] in heard]
