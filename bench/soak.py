@@ -40,6 +40,7 @@ from voice_agent.audio import SAMPLE_RATE  # noqa: E402
 from voice_agent.audio.sources import WavSource  # noqa: E402
 from voice_agent.audio.wav import read_wav  # noqa: E402
 from voice_agent.config import load_config  # noqa: E402
+from voice_agent.memory import limit_malloc_arenas  # noqa: E402
 from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, build_decoder, run_session  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 
@@ -161,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llm", default="tiny")
     p.add_argument("--png", type=Path, default=None, help="write the curves here")
     p.add_argument("--samples-out", type=Path, default=None, help="write the samples as JSON")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc arenas as they are (the run before the fix)")
     args = p.parse_args(argv)
+    if not args.default_malloc:
+        limit_malloc_arenas()  # as the CLI does (voice_agent/memory.py)
 
     import torch
 
