@@ -39,3 +39,15 @@ def test_soak_two_minutes(tmp_path):
     assert summary["open_files"]["end"] <= summary["open_files"]["start"] + 4
     assert (tmp_path / "soak.png").stat().st_size > 0
     assert "Traceback" not in proc.stderr
+
+
+def test_malloc_arenas_are_limited_unless_the_user_chose(monkeypatch):
+    from voice_agent.memory import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        assert limit_malloc_arenas() is True
