@@ -9,7 +9,7 @@ import torch
 
 from tests.test_core_attention import SHAPES, build, ids_of
 from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, make_plan
-from voice_agent.core.attention import use_block_attention
+from voice_agent.core.attention_lse import use_view_attention
 
 WRITER = ("prompt", "listen", "think_open", "thoughts", "writer_split", "answer")
 THINKER = WRITER[:4]
@@ -42,7 +42,7 @@ def _run(model, dtype=torch.float32, device="cpu"):
 def test_fused_lse_attention_equals_view_attention_on_cpu(shape):
     _, fast = build(*shape)
     _, fused = build(*shape)
-    use_block_attention(fused, fused=True)
+    use_view_attention(fused, fused=True)
     assert fused.config._attn_implementation == "block_view_lse"
     a, b = _run(fast), _run(fused)
     assert (a - b).abs().max() < 1e-4 * max(1.0, float(a.abs().max()))
@@ -50,7 +50,7 @@ def test_fused_lse_attention_equals_view_attention_on_cpu(shape):
 
 def test_fused_is_chosen_on_cuda_only_by_default():
     _, model = build("qwen3", 4, 2, 64)
-    use_block_attention(model)
+    use_view_attention(model)
     assert model.config._attn_implementation == "block_view"
 
 
@@ -60,7 +60,7 @@ def test_fused_lse_attention_on_cuda_in_bf16_matches_cpu_fp32():
     _, ref = build("qwen3", 4, 2, 64)
     _, gpu = build("qwen3", 4, 2, 64)
     gpu = gpu.to("cuda", torch.bfloat16)
-    use_block_attention(gpu)  # selected automatically on CUDA
+    use_view_attention(gpu)  # selected automatically on CUDA
     assert gpu.config._attn_implementation == "block_view_lse"
     a, b = _run(ref), _run(gpu, torch.bfloat16, "cuda")
     assert (a - b).abs().max() < 0.05 * float(a.abs().max())

@@ -365,19 +365,7 @@ def forward_step(model: torch.nn.Module, cache: ArenaCache, input_ids: torch.Ten
     return out.logits[:, -1].float()
 
 
-def use_block_attention(model: torch.nn.Module, eager: bool = False,
-                        fused: bool | None = None) -> None:
-    """Switch ``model`` (its config object!) to the view attention.
-
-    ``fused``: per-block fused kernels merged by log-sum-exp (core/attention_lse.py);
-    by default on CUDA, where materialising the score matrix is what costs.
-    """
+def use_block_attention(model: torch.nn.Module, eager: bool = False) -> None:
+    """Switch ``model`` (its config object!) to the view attention."""
     check_supported(model)
-    if fused is None:
-        fused = next(model.parameters()).device.type == "cuda"
-    if fused and not eager:
-        from voice_agent.core.attention_lse import LSE_NAME  # registers it
-
-        model.set_attn_implementation(LSE_NAME)
-        return
     model.set_attn_implementation(EAGER_NAME if eager else ATTN_NAME)

@@ -13,7 +13,7 @@ used by the tests on this machine) and the memory-efficient CUDA kernel
 (``_scaled_dot_product_efficient_attention``). Scores, softmax and the merge run in fp32
 inside the kernels and here, whatever the activation dtype.
 
-``attention.use_block_attention`` selects this implementation when the model is on CUDA.
+``use_view_attention`` (what the engine calls) selects it when the model is on CUDA.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
-from voice_agent.core.attention import StepPlan, _no_mask, _plain_causal, _rotate, _store_new_kv
+from voice_agent.core.attention import (StepPlan, _no_mask, _plain_causal, _rotate, _store_new_kv,
+                                        check_supported, use_block_attention)
 
 LSE_NAME = "block_view_lse"
 
@@ -74,6 +75,20 @@ def block_view_attention_lse(module: torch.nn.Module, query: torch.Tensor, key: 
     w = torch.softmax(lse, dim=0)                                   # exp(lse_b - logsumexp_b)
     out = (w.unsqueeze(-1) * torch.stack(outs)).sum(0)              # (B, H, T, D)
     return out.to(value.dtype).transpose(1, 2), None
+
+
+def use_view_attention(model: torch.nn.Module, eager: bool = False,
+                       fused: bool | None = None) -> None:
+    """Switch ``model`` (its config object!) to a view attention: the fused one when
+    ``fused`` (by default: when the model is on CUDA, where materialising the score matrix
+    is what costs), else ``attention.use_block_attention``'s (eager: the slow twin)."""
+    if fused is None:
+        fused = next(model.parameters()).device.type == "cuda"
+    if fused and not eager:
+        check_supported(model)
+        model.set_attn_implementation(LSE_NAME)
+    else:
+        use_block_attention(model, eager=eager)
 
 
 def register() -> None:

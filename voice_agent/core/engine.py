@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from voice_agent.core.attention import (ArenaCache, RopeTables, forward_step, make_plan,
-                                        use_block_attention)
+from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, make_plan
+from voice_agent.core.attention_lse import use_view_attention
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena
@@ -61,7 +61,7 @@ class Engine(DecoderBase):
         self.clock = clock or SessionClock()
         self.layout = layout or Layout()
         self.prompts = Prompts(tokenizer, template)
-        use_block_attention(model, eager=self.config.eager_attention)
+        use_view_attention(model, eager=self.config.eager_attention)  # fused on CUDA
         cfg = model.config
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         p = next(model.parameters())
