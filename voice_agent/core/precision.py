@@ -13,7 +13,8 @@
   ``Int8WeightOnlyConfig`` installs cleanly beside torch 2.13 but, eagerly on this CPU,
   was *slower* than fp32 (1.11 ms against 0.65 ms for a 576×1536 linear at batch 2).
 - ``auto``: the fastest of the precisions this CPU runs natively whose greedy tokens
-  agree with fp32 (``AGREEMENT``), measured once per (CPU model, flags, model, threads)
+  agree with fp32 (``AGREEMENT``, teacher-forced on fp32's own continuations of a few
+  chat-formatted questions), measured once per (CPU model, flags, torch, model, threads)
   and cached in a JSON file (``cache_path``). On CUDA it is bf16 without measuring.
 
 Attention scores and the softmax stay fp32 in every precision (core/attention.py); the
@@ -43,10 +44,15 @@ CHOICES = ("auto", *PRECISIONS)
 ALIASES = {"float32": "fp32", "fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16",
            "int8": "int8", "auto": "auto", "float16": "fp16", "fp16": "fp16", "half": "fp16"}
 AGREEMENT = 0.95          # greedy tokens that must equal fp32's for auto to take a precision
-AUTO_STEPS = 24           # greedy steps per prompt in the auto measurement
-AUTO_PROMPTS = ("The capital of France is", "Seven times eight is",
-                "To boil an egg, you first")
-CACHE_VERSION = 1
+AUTO_STEPS = 32           # greedy tokens per prompt that fp32 writes and the others must match
+AUTO_TIMED = 16           # decode steps timed per prompt and candidate (first two prompts)
+# Voice-turn questions, laid out by the model's own chat template: the probe should look
+# like the context the model runs in (bare text prompts disagreed more than real turns).
+AUTO_PROMPTS = ("What is the capital of France, and why is it famous?",
+                "I have two apples and buy three more. How many apples do I have now?",
+                "How long should I boil an egg for a soft yolk?",
+                "When does the next train to the airport leave?")
+CACHE_VERSION = 2
 QUANTIZE_HEAD = False     # the LM head stays bf16 under int8 (see _quantize_int8)
 
 
@@ -277,22 +283,32 @@ def choose_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]], devic
 
 def measure_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]],
                  cands: Sequence[str]) -> AutoChoice:
-    """Time greedy decoding in each candidate and check its tokens against fp32's; keep
-    the fastest that agrees."""
+    """fp32 writes the reference greedy tokens; every candidate is timed on a few decode
+    steps and scored by teacher-forced agreement with them; the fastest that agrees wins."""
     ref: list[list[int]] | None = None
+    prompts: list[str] = []
     ms, agree = {}, {}
     for prec in cands:
         model, tok = load_fp32()
         apply_precision(model, prec)
-        toks, step_ms = greedy_run(model, tok, AUTO_PROMPTS, AUTO_STEPS)
         if ref is None:  # fp32 comes first: it is the reference
-            ref = toks
-        agree[prec] = round(teacher_forced_agreement(model, tok, AUTO_PROMPTS, ref), 4)
+            prompts = [chat_prompt(tok, q) for q in AUTO_PROMPTS]
+            ref, _ = greedy_run(model, tok, prompts, AUTO_STEPS)
+        _, step_ms = greedy_run(model, tok, prompts[:2], AUTO_TIMED)
+        agree[prec] = round(teacher_forced_agreement(model, tok, prompts, ref), 4)
         ms[prec] = round(step_ms, 3)
         del model
     ok = [p for p in cands if agree[p] >= AGREEMENT]
     best = min(ok, key=lambda p: ms[p])
     return AutoChoice(best, cpu_info().key, model_name, torch.get_num_threads(), ms, agree, time.time())
+
+
+def chat_prompt(tok: Any, question: str) -> str:
+    """The question as a user turn in the tokenizer's chat template (our own fixed text)."""
+    if not getattr(tok, "chat_template", None):
+        return question
+    return tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                   add_generation_prompt=True)
 
 
 def greedy_run(model: torch.nn.Module, tok: Any, prompts: Sequence[str],
