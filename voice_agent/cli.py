@@ -38,7 +38,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from voice_agent.memory import limit_malloc_arenas
 
-    limit_malloc_arenas()  # before any thread starts: RSS stays flat over many sessions
+    limit_malloc_arenas()  # before any thread starts: less native-memory creep (memory.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, DEFAULT_COMMAND)
