@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from voice_agent.audio.devices import import_sounddevice
+    from voice_agent.audio.devices import import_sounddevice, list_devices, match_device
     from voice_agent.audio.sources import MicSource
     from voice_agent.runner import noise_note, print_summary, run_dir, run_session
     from voice_agent.view import LineView, LiveView
@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     config, models = session_config(args)
     # Check the devices before minutes of model loading: a missing PortAudio fails here.
     import_sounddevice()
+    if args.input_device or args.output_device:  # a named device that is not there, too
+        devices = list_devices()
+        match_device(_device(args.input_device), devices, want_input=True)
+        match_device(_device(args.output_device), devices, want_input=False)
     if note := noise_note(models.llm):
         print(note, file=sys.stderr)
     view = LineView() if args.quiet else LiveView(noise_model=models.llm == "tiny")

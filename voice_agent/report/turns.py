@@ -65,6 +65,8 @@ def split_turns(events: list[Record]) -> list[Turn]:
         if ev in ("turn.start", "turn.end"):
             continue
         tid = rec.get("turn")
+        if ev == "error" and tid == 0:
+            tid = None  # an error's turn 0 means "no turn named": placed by its time
         if isinstance(tid, int) and not isinstance(tid, bool):
             if tid in by_id:
                 by_id[tid].events.append(rec)

@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,8 +81,13 @@ def apply_lora(model: nn.Module, r: int) -> nn.Module:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise VoiceAgentError("LoRA needs peft: pip install 'voice-agent[flythinker]'") from None
-    return get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0,
-                                            target_modules="all-linear"))
+    with warnings.catch_warnings():
+        # peft still reads transformers' deprecated `is_gradient_checkpointing`; the
+        # FutureWarning is about peft's code, not anything a user of ours can change.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        return get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0,
+                                                target_modules="all-linear"))
 
 
 def prepare(model: nn.Module, cfg: TrainConfig) -> nn.Module:
@@ -96,7 +102,8 @@ def prepare(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     if cfg.grad_checkpointing:
         for m in (model.generator, model.reasoner):
             if m is not None:
-                m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                m.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
