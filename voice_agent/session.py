@@ -398,6 +398,11 @@ class Session:
         if self.cur is None or not self._assistant_speaking():
             return False
         self._cut_answer(audible=True)
+        if not self.listener.in_speech:
+            # No user speech behind the cut (a stop button, or a truncate that arrived
+            # after the user finished): end the turn with what was heard rather than
+            # wait for words that may never come.
+            self._end_turn()
         return True
 
     # ------------------------------------------------------------ turn helpers
