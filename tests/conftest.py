@@ -41,3 +41,18 @@ def sample_transcripts() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def sample_paths(sample_transcripts) -> list[Path]:
     return [SAMPLES / name for name in sample_transcripts]
+
+
+# The real recogniser and voice, loaded once per module, for the session-level tests.
+@pytest.fixture(scope="module")
+def whisper():
+    from voice_agent.asr.whisper import load_whisper
+
+    return load_whisper(None, 1)
+
+
+@pytest.fixture(scope="module")
+def piper():
+    from voice_agent.tts.piper_tts import PiperTts
+
+    return PiperTts()

@@ -33,20 +33,6 @@ WALL_LIMIT_S = 60  # a session that takes longer than this hangs
 
 
 @pytest.fixture(scope="module")
-def whisper():
-    from voice_agent.asr.whisper import load_whisper
-
-    return load_whisper(None, 1)
-
-
-@pytest.fixture(scope="module")
-def piper():
-    from voice_agent.tts.piper_tts import PiperTts
-
-    return PiperTts()
-
-
-@pytest.fixture(scope="module")
 def two_questions(tmp_path_factory) -> Path:
     """Question, 9 s of silence (the answer plays, on two busy cores), another question."""
     gap = np.zeros(int(9.0 * SAMPLE_RATE), np.float32)

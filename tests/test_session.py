@@ -28,20 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "assets" / "samples"
 
 
-@pytest.fixture(scope="module")
-def whisper():
-    from voice_agent.asr.whisper import load_whisper
-
-    return load_whisper(None, 1)
-
-
-@pytest.fixture(scope="module")
-def piper():
-    from voice_agent.tts.piper_tts import PiperTts
-
-    return PiperTts()
-
-
 class RecordingEngine(Engine):
     """The real engine, also remembering what the session asked of it."""
 
