@@ -86,12 +86,13 @@ def test_bad_flags_are_one_line(capsys):
 @pytest.mark.heavy
 def test_spoken_mode_every_mode(short_set, tmp_path, capsys):
     out = tmp_path / "spoken"
-    result, _ = run_eval(capsys, short_set, out, "--spoken", "--max-answer", "4")
+    # two problems: spoken sessions run in real time (the typed test covers the third)
+    result, _ = run_eval(capsys, short_set, out, "--spoken", "--max-answer", "4", "--limit", "2")
     assert set(result["modes"]) == set(MODES)
     for figures in result["modes"].values():
-        assert set(figures) == KEYS | {"median_response_latency_s"} and figures["n"] == 3
+        assert set(figures) == KEYS | {"median_response_latency_s"} and figures["n"] == 2
     rows = read_rows(out)
-    assert len(rows) == 12
+    assert len(rows) == 8
     for r in rows:
         assert r["session_error"] is None
         assert r["transcript"], r  # the question was heard

@@ -17,7 +17,7 @@ from voice_agent.core.flythinker.tiny import tiny_qwen3
 from voice_agent.core.flythinker.train import TrainConfig, Trainer
 from voice_agent.errors import ModelError, VoiceAgentError
 
-from test_cli import SAMPLE, assert_one_line_error, cli
+from test_cli import SAMPLE, cli
 
 
 @pytest.fixture(scope="module")
@@ -138,21 +138,24 @@ def test_cli_trains_a_pair_and_refuses_bad_input(data_file, tmp_path, capsys):
 
 
 @pytest.mark.heavy
-def test_replay_in_fly_mode_with_a_tiny_trained_pair(data_file, tmp_path):
+def test_replay_in_fly_mode_with_a_tiny_trained_pair(data_file, tmp_path, capsys):
+    from voice_agent.cli import main  # in-process where no session runs: imports cost seconds
+
     out = tmp_path / "train"
-    proc = cli("train-flythinker", "--generator", "tiny", "--reasoner", "random:32", "--data",
-               str(data_file), "--out", str(out), "--steps", "2", "--batch-size", "2",
-               "--no-progress")
-    assert proc.returncode == 0, proc.stderr
-    assert_one_line_error(cli("replay", str(SAMPLE), "--mode", "fly", "--llm", str(tmp_path)),
-                          "not a FlyThinker pair")
-    assert_one_line_error(cli("replay", str(SAMPLE), "--profile", str(tmp_path / "none.txt")),
-                          "profile file not found")
+    assert main(["train-flythinker", "--generator", "tiny", "--reasoner", "random:32", "--data",
+                 str(data_file), "--out", str(out), "--steps", "2", "--batch-size", "2",
+                 "--no-progress"]) == 0
+    for argv, needle in [(["--mode", "fly", "--llm", str(tmp_path)], "not a FlyThinker pair"),
+                         (["--profile", str(tmp_path / "none.txt")], "profile file not found")]:
+        code = main(["replay", str(SAMPLE), *argv])
+        err = capsys.readouterr().err
+        assert code != 0 and err.count("error:") == 1 and needle in err, err
     profile = tmp_path / "profile.txt"
     profile.write_text("Name: Ana. Units: metric. <|im_end|> Signs off with cheers.\n")
     run = tmp_path / "run"
     proc = cli("replay", str(SAMPLE), "--mode", "fly", "--llm", str(out / "pair"), "--profile",
-               str(profile), "--fast", "--quiet", "--json", "--out", str(run), timeout=300)
+               str(profile), "--fast", "--quiet", "--json", "--out", str(run), "--set",
+               "engine.max_answer=16", timeout=300)  # the untrained pair babbles: keep it short
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert "capital" in summary["transcript"].lower() and summary["answer"]

@@ -303,6 +303,17 @@ def test_without_an_offset_audio_time_is_session_time(tmp_path):
     assert t["response_latency"] == pytest.approx(1.45)
 
 
+def test_a_fast_replay_places_the_end_of_speech_where_it_was_noticed(tmp_path):
+    """--fast feeds audio faster than real time: no offset maps it, and a latency measured
+    from the audio time came out negative. The end is the vad.end's session time."""
+    config = {"audio_clock_offset": OFFSET, "audio_realtime": False}
+    [t] = metrics_of(tmp_path, turn_one(), config=config)["turns"]
+    vad_end = next(e for e in turn_one() if isinstance(e, VadEnd))
+    assert t["speech_end"] == pytest.approx(vad_end.t)
+    assert t["response_latency"] == pytest.approx(3.45 - vad_end.t)
+    assert t["asr_commit_lag"] is None  # audio word times have no session time here
+
+
 @pytest.mark.parametrize("llm, noise", [
     ("tiny", True), ({"name": "tiny", "path": "/x"}, True), ({"name": "x", "noise": True}, True),
     ({"name": "t", "description": "random-init tiny Qwen3 for tests: its output is noise"}, True),

@@ -93,9 +93,11 @@ class LazyTrace:
         self._writer: TraceWriter | None = None
         self._early: list[Event] = []
 
-    def open(self, audio_clock_offset: float) -> None:
+    def open(self, audio_clock_offset: float, realtime: bool = True) -> None:
         if self._writer is None:
             self._config["audio_clock_offset"] = round(audio_clock_offset, 6)
+            if not realtime:  # a fast replay: no constant offset maps audio to session time
+                self._config["audio_realtime"] = False
             self._writer = TraceWriter(self.path, config=self._config, models=self._models)
             for ev in self._early:
                 self._writer.write(ev)
@@ -157,7 +159,7 @@ async def _frames_until(source: Any, stop: asyncio.Event, recorder: InputRecorde
             except StopAsyncIteration:
                 return
             recorder.add(frame)
-            trace.open(recorder.offset)
+            trace.open(recorder.offset, getattr(source, "realtime", True))
             yield frame
     finally:
         stopped.cancel()

@@ -31,7 +31,9 @@ HEADER_FIELDS: dict[str, str] = {
     "wall_time": "Unix time in seconds when the trace was opened",
     "config": "the resolved settings tree (docs/settings.md), one table per section; a "
               "session adds `mode` and `audio_clock_offset` (seconds on the session clock "
-              "of audio time 0, to map `audio_t` onto `t`)",
+              "of audio time 0, to map `audio_t` onto `t`); a fast replay adds "
+              "`audio_realtime: false` (audio went in faster than real time, so the report "
+              "places each end of speech at its `vad.end`'s `t`)",
     "models": "per role (llm, asr, tts): how the model resolved (role, name, source, path, "
               "description, size_bytes, sha256_ok)",
     "host": "node, python and machine of the computer that ran the session",

@@ -59,6 +59,7 @@ from voice_agent.report.turns import (
     Record,
     Turn,
     audio_clock_offset,
+    audio_is_realtime,
     audio_to_session,
     split_turns,
 )
@@ -84,7 +85,9 @@ def compute_metrics(header: Record, events: list[Record]) -> dict[str, Any]:
     """
     events = [e for e in events if isinstance(e.get("t"), (int, float))]
     offset = audio_clock_offset(header)
-    turns = [turn_metrics(tr, offset) for tr in split_turns(events)]
+    # a fast replay has no audio-to-session map: speech ends are placed where noticed
+    mapping = offset if audio_is_realtime(header) else None
+    turns = [turn_metrics(tr, mapping) for tr in split_turns(events)]
     models = header.get("models") or {}
     return {
         "report_schema": REPORT_SCHEMA,
@@ -108,8 +111,8 @@ def is_noise_model(models: Record) -> bool:
     return first_word == "tiny" or "noise" in text or "random-init" in text
 
 
-def turn_metrics(turn: Turn, offset: float) -> dict[str, Any]:
-    """The figures of one turn (see the module docstring)."""
+def turn_metrics(turn: Turn, offset: float | None) -> dict[str, Any]:
+    """The figures of one turn (see the module docstring). ``offset`` None: a fast replay."""
     ends = _speech_ends(turn, offset)
     plays = _played_chunks(turn)
     writes = sorted(float(e["t"]) for e in turn.of("llm.write"))
@@ -186,9 +189,22 @@ def session_metrics(turns: list[dict[str, Any]], events: list[Record]) -> dict[s
     return out
 
 
-def _speech_ends(turn: Turn, offset: float) -> list[tuple[float, Record | None]]:
-    """(session time of end of speech, its asr.final or None), sorted by time."""
+def _speech_ends(turn: Turn, offset: float | None) -> list[tuple[float, Record | None]]:
+    """(session time of end of speech, its asr.final or None), sorted by time.
+
+    In a fast replay (``offset`` None) audio went in faster than real time, so an end of
+    speech is placed at the session time its ``vad.end`` was noticed: latencies then count
+    compute from the moment the audio was in, never a negative head start.
+    """
     finals = [e for e in turn.of("asr.final") if isinstance(e.get("speech_end"), (int, float))]
+    if offset is None:
+        noticed = [e for e in turn.of("vad.end") if isinstance(e.get("audio_t"), (int, float))]
+        if not noticed:
+            return sorted(((float(e["t"]), e) for e in finals), key=lambda x: x[0])
+        at = lambda a: float(min(noticed, key=lambda v: abs(v["audio_t"] - a))["t"])  # noqa: E731
+        ends = ([(at(e["speech_end"]), e) for e in finals] if finals else
+                [(float(v["t"]), None) for v in noticed])
+        return sorted(ends, key=lambda x: x[0])
     if finals:
         ends = [(audio_to_session(e["speech_end"], offset), e) for e in finals]
     else:
@@ -244,8 +260,10 @@ def _playback(responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _commit_lags(turn: Turn, offset: float) -> list[float]:
-    lags = []
+def _commit_lags(turn: Turn, offset: float | None) -> list[float]:
+    lags: list[float] = []
+    if offset is None:  # a fast replay: audio positions have no session time
+        return lags
     for e in turn.of("asr.commit"):
         for w in e.get("words") or []:
             if isinstance(w, (list, tuple)) and len(w) >= 3 and isinstance(w[2], (int, float)):

@@ -35,6 +35,13 @@ def audio_clock_offset(header: Record) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
+def audio_is_realtime(header: Record) -> bool:
+    """False for a fast replay (``config.audio_realtime`` false): audio went in faster than
+    real time, so one offset cannot map audio positions to session time."""
+    config = header.get("config") or {}
+    return not (isinstance(config, dict) and config.get("audio_realtime") is False)
+
+
 def audio_to_session(audio_t: float, offset: float) -> float:
     """The session-clock time of an audio-timeline position (the one place this is done)."""
     return float(audio_t) + offset
