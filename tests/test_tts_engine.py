@@ -110,6 +110,9 @@ def test_synthesis_waits_for_room_ahead_of_playback(voice) -> None:
     with TtsWorker(voice, sink, clock=clock, max_ahead_s=0.5) as worker:
         for c in chunks:
             worker.speak(c)
+        deadline = time.monotonic() + 60  # the first chunk's synthesis (slow on a busy machine)
+        while not worker.timings and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert not worker.wait_done(timeout=1.0)  # playback is frozen: synthesis waits
         assert len(worker.timings) == 1
         for _ in range(300):  # now let playback run: one second of session time per step

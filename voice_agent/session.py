@@ -193,9 +193,11 @@ class Session:
             await asyncio.sleep(0.02)
 
     async def _close(self) -> None:
+        # The listener first: a decode in flight posts its events when it ends, and they
+        # belong inside the open turn, before its turn.end (they land before this resumes).
+        await asyncio.to_thread(self.listener.close)
         if self.cur is not None:
             self._end_turn(timed_out=True)
-        await asyncio.to_thread(self.listener.close)
         await asyncio.to_thread(self.worker.shutdown)
         for close in (self.tts.close, self.sink.close):
             try:
