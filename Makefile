@@ -25,7 +25,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[test,flythinker]"
+	$(BIN)/python -m pip install -q -e ".[test,flythinker,scale]"
 	touch $@
 
 # The virtual sound card of tests/test_live_pulse.py (PulseAudio, the ALSA pulse plugin,

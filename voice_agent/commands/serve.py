@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from voice_agent.commands.session_args import add_session_arguments, session_config
 
@@ -27,6 +28,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-sessions", type=int, default=4, help="concurrent sessions (default 4)")
     p.add_argument("--max-session-s", type=float, default=3600.0,
                    help="seconds before a session is closed (default 3600)")
+    scale = p.add_argument_group("scale-out on Ray Serve (pip install 'voice-agent[scale]'; "
+                                 "docs/scaling.md)")
+    scale.add_argument("--ray", action="store_true",
+                       help="serve through Ray Serve's proxy from N replicas, each with its own models")
+    scale.add_argument("--replicas", type=int, default=1, metavar="N",
+                       help="replicas to start (default 1; with --max-replicas, the minimum)")
+    scale.add_argument("--max-replicas", type=int, metavar="M",
+                       help="autoscale between N and M replicas on active sessions")
+    scale.add_argument("--replica-cpus", type=float, metavar="C",
+                       help="CPUs each replica reserves on the cluster (default: --threads)")
+    scale.add_argument("--ray-address", metavar="ADDR",
+                       help="join this Ray cluster (HOST:PORT or ray://...) instead of starting "
+                       "a local one")
     add_session_arguments(p)
     for action in p._actions:  # two shared flags mean something else here
         if action.dest == "out":
@@ -50,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         limits=dataclasses.replace(Limits(), max_sessions=args.max_sessions,
                                    max_session_s=args.max_session_s))
     settings.check()  # refuse an unsafe bind before loading anything
+    if args.ray:
+        return run_ray(args, settings)
     sock = bind(settings.host, settings.port)
     config, models = session_config(args)
     if note := noise_note(models.llm):
@@ -71,4 +87,41 @@ def run(args: argparse.Namespace) -> int:
         # Finished sessions may sit in reference cycles; collect them now, while native
         # objects (soxr resamplers) can still be freed cleanly, not at interpreter exit.
         gc.collect()
+    return 0
+
+
+def run_ray(args: argparse.Namespace, settings: Any) -> int:
+    """``serve --ray``: the same app from N Ray Serve replicas; runs until Ctrl-C."""
+    import dataclasses
+    import signal
+    import threading
+
+    from voice_agent.runner import noise_note
+    from voice_agent.server.ray_serve import RayServer, ScalePlan, out_dir, require_ray
+
+    require_ray()  # the missing extra is one line, before anything else happens
+    config, models = session_config(args)
+    if note := noise_note(models.llm):
+        print(note, file=sys.stderr)
+    on_gpu = str(config.runtime.device).startswith("cuda")
+    plan = ScalePlan(replicas=args.replicas, max_replicas=args.max_replicas,
+                     cpus=args.replica_cpus or float(config.runtime.torch_threads),
+                     gpus=1.0 if on_gpu else 0.0, max_sessions=args.max_sessions,
+                     drain_s=min(args.max_session_s, 60.0), address=args.ray_address)
+    settings = dataclasses.replace(settings, out=out_dir(settings.out))
+    stop = threading.Event()
+    # SIGTERM ends the server as Ctrl-C does: the cluster this command started goes with it.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with RayServer(settings, config, models, plan, quiet=args.quiet) as served:
+        if args.json:
+            print(json.dumps({"url": served.url + "/", "ws": served.ws_url, "out": str(settings.out),
+                              "pid": os.getpid(), "replicas": plan.replicas}), flush=True)
+        else:
+            print(f"serving on {served.url}/  (WebSocket {served.ws_url}; {plan.replicas} Ray Serve "
+                  f"replica(s); sessions in {settings.out}/ on each replica's machine)", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
     return 0

@@ -72,7 +72,7 @@ class Connection:
         self.send(self._event("session.created"))
         self.trace = LazyTrace(self.out_dir / "trace.jsonl",
                                {**self.host.config.to_dict(), "mode": self.host.mode,
-                                "server": {"session_id": self.id}},
+                                "server": {"session_id": self.id, **self._replica()}},
                                self.host.model_info)
         self.recorder = InputRecorder()
         decoder = await asyncio.wrap_future(self.host.worker.call(
@@ -192,7 +192,13 @@ class Connection:
         self.outbox.put_nowait(msg if isinstance(msg, bytes) else json.dumps(msg))
 
     def _event(self, kind: str) -> dict[str, Any]:
-        return {"type": kind, "session": self.options.describe(self.id, self.host.llm_name)}
+        session = self.options.describe(self.id, self.host.llm_name)
+        session["voice_agent"].update(self._replica())
+        return {"type": kind, "session": session}
+
+    def _replica(self) -> dict[str, str]:
+        # Behind Ray Serve the session's files are on its replica's machine: say which one.
+        return {"replica": self.settings.replica} if self.settings.replica else {}
 
     def _on_event(self, ev: Event) -> None:
         for msg in self.translator(ev):

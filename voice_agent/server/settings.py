@@ -38,6 +38,8 @@ class ServerSettings:
     allowed_origins: browser origins allowed besides the page's own origin.
     out: folder for each session's ``<session id>/`` (trace and report).
     limits: per-connection limits.
+    replica: which replica of a scaled-out server this is (``serve --ray``); named in
+        ``session.created`` and the trace header, so a session can be found on its replica.
     """
 
     host: str = "127.0.0.1"
@@ -47,6 +49,7 @@ class ServerSettings:
     out: Path = Path("runs")
     limits: Limits = field(default_factory=Limits)
     write_report: bool = True  # metrics.json, summary.md, timeline.png per session
+    replica: str | None = None
 
     def check(self) -> None:
         """Refuse settings that would expose the assistant: a non-loopback address needs
