@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from voice_agent.asr import ListenConfig, Listener, load_whisper
+from voice_agent.asr.endings import unfinished_ending
 from voice_agent.audio.log_mel import log_mel
 from voice_agent.audio.smart_turn import SmartTurn
 from voice_agent.audio.sources import SimClock, WavSource
@@ -112,6 +113,87 @@ def test_complete_question_ends_within_250_ms(whisper_model, smart_turn, name):
     assert end.t - end.audio_t <= 0.25
     final, = of(events, AsrFinal)
     assert final.t - final.speech_end <= 0.25  # the speculative pass already decoded it
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("What is the capital of France?", ""),
+    ("What are you afraid of?", ""),  # a stranded preposition with Whisper's "?" ends a turn
+    ("Yes, please.", ""),
+    ('He said "stop."', ""),  # the end mark inside a closing quote
+    ("", ""),  # nothing heard (noise): nothing to wait for
+    ("How many days are there in the...", "ellipsis"),
+    ("So what I want to know is…", "ellipsis"),
+    ("Could you tell me the", "ends with 'the'"),
+    ("What is seven times eight and.", "ends with 'and'"),  # a class word beats a stray mark
+    ("I was late because", "ends with 'because'"),
+    ("Remind me to call", "no end mark"),
+    ("What is the capital of", "no end mark"),
+])
+def test_transcript_endings(text, reason):
+    assert unfinished_ending(text, "en") == reason
+
+
+def test_transcript_endings_follow_the_language():
+    assert unfinished_ending("Ich möchte einen Tisch für den.", "de") == "ends with 'den'"
+    assert unfinished_ending("Was ist das?", "de") == ""  # a demonstrative, not an article
+    assert unfinished_ending("Je voudrais une table et", "fr") == "ends with 'et'"
+    assert unfinished_ending("Quelle heure est-il ?", "fr") == ""
+    assert unfinished_ending("Where is the.", "xx") == ""  # no list: punctuation rules only
+    assert unfinished_ending("今天天气怎么样？", "zh") == ""
+    assert unfinished_ending("今天天气怎么", "zh") == "no end mark"
+
+
+LEAP_CLIP = REPO / "assets" / "turns" / "leap_p.flac"  # "How many days are there in | a leap year?"
+
+
+def test_model_says_complete_but_the_words_are_cut_off(whisper_model, smart_turn):
+    """Smart Turn is sure the espeak voice finished at "... there in" (p > 0.9); the
+    hypothesis at the pause ends in an ellipsis, so the turn goes on: one question."""
+    events = listen(whisper_model, LEAP_CLIP, smart_turn)
+    held = [d for d in of(events, TurnDecision) if d.by == "text"]
+    assert len(held) == 1 and not held[0].complete and held[0].probability >= 0.5
+    assert held[0].reason
+    worded = [f for f in of(events, AsrFinal) if f.text.strip()]
+    # one final, after the words that followed the pause (whisper base hears this noisy
+    # espeak voice's "a leap year" badly, so the test checks times, not those words)
+    assert len(worded) == 1 and worded[0].speech_end > held[0].speech_end + 0.6
+    alone = listen(whisper_model, LEAP_CLIP, smart_turn, turn_text=False)
+    assert len([f for f in of(alone, AsrFinal) if f.text.strip()]) >= 2  # the split it prevents
+
+
+def test_finished_turn_waits_only_for_the_hypothesis_at_the_pause(whisper_model, smart_turn):
+    """On a slow ASR thread the hypothesis arrives after the model's verdict: the turn
+    ends on the frame it arrives, and the final follows with no further wait."""
+    clock, events = SimClock(), []
+    listener = Listener(whisper_model, clock, ListenConfig(), emit=events.append,
+                        threaded=False, turn_model=smart_turn)
+    read_text = listener.turn.text_ending
+    late = {}
+
+    def slow_asr(speech_end: float) -> str | None:  # the real check, 160 ms later
+        late.setdefault(speech_end, clock.now() + 0.16)
+        return read_text(speech_end) if clock.now() >= late[speech_end] - 1e-9 else None
+
+    listener.turn.text_ending = slow_asr
+    for frame in WavSource(SAMPLES / "capital_of_france.wav", clock, pad_silence_s=1.0):
+        listener.feed(frame)
+    listener.end_of_input()
+    listener.close()
+    decision = of(events, TurnDecision)[-1]
+    end, = of(events, VadEnd)
+    final, = of(events, AsrFinal)
+    assert decision.by == "model" and decision.complete
+    assert end.t - end.audio_t == pytest.approx(0.2 + 0.16, abs=0.021)
+    assert final.t == pytest.approx(end.t, abs=1e-6)
+
+
+def test_no_transcript_check_without_a_speculative_pass(whisper_model, smart_turn):
+    from voice_agent.asr.config import AsrConfig
+
+    config = ListenConfig(asr=AsrConfig(speculative_final=False))
+    listener = Listener(whisper_model, SimClock(), config, threaded=False, turn_model=smart_turn)
+    assert listener.turn.text_ending is None  # else every turn would wait for the limit
+    listener.close()
 
 
 def test_missing_model_falls_back_with_one_warning(whisper_model, caplog, tmp_path):

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from voice_agent.asr.config import ListenConfig
+from voice_agent.asr.endings import unfinished_ending
 from voice_agent.asr.streaming import StreamingAsr
 from voice_agent.asr.utterance import AsrStats
 from voice_agent.asr.whisper import WhisperDecoder, load_whisper
@@ -62,8 +63,12 @@ class Listener:
             turn_model = load_turn_model(config.vad)
         elif config.vad.turn_model.lower() == "none":
             turn_model = None
+        # the transcript check needs a hypothesis that heard the pause: the speculative
+        # pass makes one (without it, e.g. the cascade baseline, every turn would wait)
+        text_ending = self._text_ending if config.asr.speculative_final else None
         self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit,
-                               threaded=threaded if turn_threaded is None else turn_threaded)
+                               threaded=threaded if turn_threaded is None else turn_threaded,
+                               text_ending=text_ending)
         self.vad = Vad(config.vad, hangover_ms=self.turn.vad_limit_ms)
         self.utterance = 0
         self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded)
@@ -118,6 +123,16 @@ class Listener:
         if self.vad.in_speech and was_open and self.turn.check(frame, self.vad.last_voiced_end):
             out.append(self._end(self.vad.end_now(self.clock.now())))
         return out
+
+    def _text_ending(self, speech_end: float) -> str | None:
+        """The end-of-turn policy's view of the words (``TextEnding``): None until the
+        recogniser heard this utterance up to ``speech_end`` plus the final's tail (what
+        the speculative pass decodes); then why its text reads cut off, or ""."""
+        heard = self.asr.heard
+        if heard.utterance != self.utterance or \
+                heard.until < speech_end + self.config.asr.final_tail_s - 1e-9:
+            return None
+        return unfinished_ending(heard.text, self.config.asr.language)
 
     def _end(self, d: VadEnd) -> VadEnd:
         d = dataclasses.replace(d, utterance=self.utterance)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from voice_agent.asr.config import AsrConfig
-from voice_agent.asr.utterance import AsrStats, UtteranceRecognizer
+from voice_agent.asr.utterance import AsrStats, Heard, UtteranceRecognizer
 from voice_agent.asr.whisper import WhisperDecoder
 from voice_agent.audio.sources import Clock
 from voice_agent.events import Error, Event
@@ -53,6 +53,11 @@ class StreamingAsr:
     @property
     def stats(self) -> AsrStats:
         return self._rec.stats
+
+    @property
+    def heard(self) -> Heard:
+        """The newest hypothesis (safe to read from any thread)."""
+        return self._rec.heard
 
     # -- commands (loop side) -------------------------------------------------------------
     def begin(self, audio_t: float, pcm: np.ndarray | None = None, utterance: int = 0) -> None:

@@ -37,6 +37,16 @@ class AsrStats:
     buffer_s: list[float] = field(default_factory=list)  # buffer length at each decode
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """The newest hypothesis, for readers on other threads (the end-of-turn policy):
+    replaced whole, never mutated, so one attribute read gets a consistent snapshot."""
+
+    utterance: int = 0
+    until: float = 0.0  # audio time the hypothesis heard up to
+    text: str = ""  # its words as Whisper wrote them (punctuation kept)
+
+
 class UtteranceRecognizer:
     """Streams one utterance at a time: ``begin``, ``append``…, ``update``…, ``finish``."""
 
@@ -49,6 +59,7 @@ class UtteranceRecognizer:
         self.stats = AsrStats()
         self.is_open = False
         self.utterance = 0  # the listener's id, carried on every asr.* event
+        self.heard = Heard()
         self._reset(0.0)
 
     def _reset(self, audio_t: float) -> None:
@@ -139,6 +150,9 @@ class UtteranceRecognizer:
     def _hear(self, hyp: Hypothesis) -> None:
         self.decoded_until = self.offset + hyp.audio_s
         self.agreement.insert([w.shifted(self.offset) for w in hyp.words])
+        # the buffer's words; committed text that left the buffer when it heard none
+        text = words_text(hyp.words).strip() or words_text(self.agreement.committed).strip()
+        self.heard = Heard(self.utterance, self.decoded_until, text)
 
     def _prompt(self) -> str:
         """Committed text that already left the buffer (what is in it will be heard again)."""

@@ -9,12 +9,18 @@ asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
 - "incomplete" keeps listening; with ``turn_recheck_ms`` > 0 the model is asked again
   after that much more silence (default 0: once per pause), and ``turn_limit_ms`` of
   silence ends the turn whatever it said (the VAD's hangover is set to that limit);
+- a "complete" verdict is checked against the words (``turn_text``): the policy waits
+  for the recogniser's hypothesis of the audio up to the pause (the speculative final
+  pass, which the final transcript needs anyway) and, when that text reads cut off
+  (ends in "the", "and", an ellipsis, or has no sentence-end mark: ``asr/endings.py``),
+  keeps listening as for "incomplete" (``by="text"``). The model hears prosody; the text
+  catches what flat or synthetic voices hide from it ("what is the capital of …");
 - with ``turn_model = "none"``, or when the model cannot be loaded (one warning), the
   turn ends after the fixed ``hangover_ms``, as before the model existed; a model that
   fails while running falls back the same way, with one warning.
 
-Each decision is a ``turn.decision`` event: who decided (model, limit, hangover), the
-probability, and the audio time. The recogniser's speculative final pass starts at the
+Each decision is a ``turn.decision`` event: who decided (model, text, limit, hangover),
+the probability, and the audio time. The recogniser's speculative final pass starts at the
 VAD's pause hint (``pause_ms`` ≤ ``turn_pause_ms``), so by the time the model says
 "complete" the final hypothesis is mostly decoded already.
 
@@ -45,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 NO_MODEL = "none"
 
+# speech_end → None while no hypothesis has heard the audio up to that pause yet; else
+# why its text reads cut off, or "" when it may be a finished turn.
+TextEnding = Callable[[float], "str | None"]
+
 
 def load_turn_model(config: VadConfig) -> SmartTurn | None:
     """The configured end-of-turn model, or None (``none``, or it failed: one warning)."""
@@ -71,11 +81,18 @@ class TurnPolicy:
     applied on the first frame after it is ready (≤ one 20 ms frame later) and dropped
     if the user spoke again meanwhile. Without it the model runs inside ``check``
     (deterministic runs on a ``SimClock``).
+
+    ``text_ending``: how the listener reads the transcript at a pause (``TextEnding``);
+    None (or ``turn_text = false``): the model's verdict stands alone.
     """
 
     def __init__(self, config: VadConfig, model: SmartTurn | None, clock: Clock,
-                 emit: Callable[[Event], None], *, threaded: bool = False) -> None:
+                 emit: Callable[[Event], None], *, threaded: bool = False,
+                 text_ending: TextEnding | None = None) -> None:
         self.config = config
+        self.text_ending = text_ending if config.turn_text else None
+        # a "complete" verdict waiting for the transcript: (probability, audio heard to)
+        self._held: tuple[float, float] | None = None
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="turn")
                       if threaded and model is not None else None)
         self._pending: Future | None = None  # a model call in flight on the pool
@@ -103,7 +120,7 @@ class TurnPolicy:
         self._utterance = utterance
         self._frames.clear()
         self._frames.append(pcm)
-        self._pause_of, self._asked, self._pending = None, 0, None
+        self._pause_of, self._asked, self._pending, self._held = None, 0, None, None
 
     def push(self, pcm: np.ndarray) -> None:
         self._frames.append(pcm)
@@ -112,9 +129,11 @@ class TurnPolicy:
         """Called on a frame inside speech; True: the turn ends now."""
         silent_ms = (frame.end_t - last_voiced_end) * 1000
         if self._pause_of != last_voiced_end:  # voice came back: a new pause, if any
-            self._pause_of, self._asked, self._pending = last_voiced_end, 0, None
+            self._pause_of, self._asked, self._pending, self._held = last_voiced_end, 0, None, None
         if silent_ms < FRAME_MS - 1e-6:
             return False  # voiced frame
+        if self._held is not None:
+            return self._settle(last_voiced_end)
         if self.model is None:  # failed while running: the plain hangover, as without one
             if silent_ms >= self.config.hangover_ms - 1e-6:
                 self._decide(frame.end_t, last_voiced_end, None, True, "hangover")
@@ -147,8 +166,26 @@ class TurnPolicy:
             self._fail(e)
             return self.check(frame, last_voiced_end)
         complete = p >= self.config.turn_threshold
+        if complete and self.text_ending is not None:
+            self._held = (p, heard_to)
+            return self._settle(last_voiced_end)
         self._decide(heard_to, last_voiced_end, p, complete, "model")
         return complete
+
+    def _settle(self, last_voiced_end: float) -> bool:
+        """The model said complete: end the turn unless the words read cut off. Until a
+        hypothesis has heard up to the pause, wait (the final transcript waits for the
+        same decode, so a finished turn loses at most the frame this check runs on); the
+        VAD's long limit still ends the turn if none ever comes."""
+        reason = self.text_ending(last_voiced_end) if self.text_ending and self._held else None
+        if reason is None or self._held is None:
+            return False
+        (p, heard_to), self._held = self._held, None
+        if reason:
+            self._decide(heard_to, last_voiced_end, p, False, "text", reason)
+            return False
+        self._decide(heard_to, last_voiced_end, p, True, "model")
+        return True
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the model call in flight (if any) has finished (for tests)."""
@@ -180,11 +217,12 @@ class TurnPolicy:
         return np.concatenate(list(self._frames)).astype(np.float32) / 32768.0
 
     def _decide(self, heard_to: float, speech_end: float, p: float | None, complete: bool,
-                by: str) -> None:
+                by: str, reason: str = "") -> None:
         self.emit(TurnDecision(
             t=self.clock.now(), audio_t=round(heard_to, 3), speech_end=round(speech_end, 3),
             probability=None if p is None else round(p, 4), complete=complete, by=by,
-            ms=round(self.model.last_ms, 1) if by == "model" and self.model else 0.0,
+            reason=reason,
+            ms=round(self.model.last_ms, 1) if by in ("model", "text") and self.model else 0.0,
             utterance=self._utterance))
 
     def _fail(self, e: Exception) -> None:

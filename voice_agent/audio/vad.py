@@ -46,6 +46,10 @@ class VadConfig:
     # as Pipecat does). The model leans to "complete" as a silence grows, so rechecks
     # inside a 600-800 ms pause ended more questions early (bench/turns.py).
     turn_recheck_ms: int = 0
+    # Check the model's "complete" against the transcript heard at the pause (needs
+    # asr.speculative_final): one ending in "the", "and", an ellipsis or no sentence-end
+    # mark (voice_agent/asr/endings.py) keeps listening, up to turn_limit_ms.
+    turn_text: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:

@@ -1,0 +1,116 @@
+"""Does a transcript end unfinished? A word-class judgement on what the recogniser heard.
+
+The end-of-turn model (audio/turn.py) hears prosody; it can be sure a turn is over when
+the words plainly are not ("what is the capital of …"): TTS voices and flat speakers
+give it little pitch to go on. The recogniser's hypothesis at the pause says it another
+way. A transcript is *unfinished* when its last token is:
+
+- an **ellipsis** ("…", "..."): Whisper writes one where speech trails off;
+- a word of a **closed class that cannot end a sentence**: articles and other
+  determiners that need a noun ("the", "a", "my", "every"), coordinating conjunctions
+  ("and", "or"), subordinators that need a clause ("because", "although", "than"), and
+  hesitation fillers ("um", "uh"). Prepositions are not in this list: English strands
+  them at the end of a question ("what is it made of?", "where are you from?"); they
+  count through the next rule, where Whisper's punctuation tells stranding apart;
+- **no sentence-end mark** (. ? ! and their CJK, Arabic, Devanagari forms): Whisper
+  punctuates what it heard as a complete sentence and leaves a cut-off one open
+  ("remind me to call", "seven times"). A cut-off preposition lands here too.
+
+Word lists are per language (Whisper's language code, ``asr.language``); a language
+without a list still gets the two punctuation rules. The lists are the grammar's closed
+classes, written from the grammar, not from any recording. Transcript text is data: it is
+only compared with these lists, never interpreted otherwise.
+
+An empty transcript (noise, a cough) is not unfinished: there is nothing to wait for.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# A closing quote or bracket may follow the end mark ("he said 'stop.'").
+_CLOSERS = "\"'”’»)]}」』"
+_ELLIPSES = ("...", "…", "。。。")
+# Sentence-end marks: Latin, full-width/CJK, Arabic question mark, Devanagari danda,
+# Greek question mark (;), Armenian full stop, Ethiopic full stop.
+_END_MARKS = ".?!。？！؟।॥;։።"
+_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
+
+# Per language: words that need something after them. Determiners that need a noun
+# (articles, possessive and distributive determiners), coordinating conjunctions,
+# subordinators that need a clause, hesitation fillers. Words that are also pronouns or
+# can close a clause are left out (en "his", "that", "so", "but", "while"; de "das";
+# fr "si", "quand"; it "perché", "quando"): a wrong "unfinished" costs a turn limit of
+# waiting. Spanish and Portuguese question words carry an accent ("¿cuándo?", "por qué")
+# that the conjunctions lack, so "cuando" and "porque" stay.
+NEVER_FINAL: dict[str, frozenset[str]] = {
+    "en": frozenset("""
+        a an the my your our their its every
+        and or nor
+        because although unless whereas whether than
+        um uh erm er uhm
+    """.split()),
+    "de": frozenset("""
+        der die dem den des ein eine einem einen einer eines
+        mein meine meinem meinen meiner meines dein deine deinem deinen deiner deines
+        unser unsere unserem unseren unserer euer eure eurem euren eurer
+        jede jeder jedes jedem jeden
+        und oder sondern
+        weil obwohl dass ob wenn als falls
+        äh ähm öh
+    """.split()),
+    "fr": frozenset("""
+        le la les l' un une des du au aux
+        mon ma mes ton ta tes son sa ses notre nos votre vos leur leurs chaque
+        et ou mais ni
+        parce puisque lorsque qu'
+        euh heu
+    """.split()),
+    "es": frozenset("""
+        el la los las un una unos unas lo al del
+        mi mis tu tus su sus nuestro nuestra nuestros nuestras cada
+        y e o u ni pero sino
+        porque aunque si que cuando mientras
+    """.split()),
+    "it": frozenset("""
+        il lo la i gli le un uno una l' un' del della dei degli delle al alla ai agli alle
+        mio mia miei mie tuo tua tuoi tue suo sua suoi sue ogni
+        e ed o oppure ma né
+        sebbene benché se che mentre
+        ehm
+    """.split()),
+    "nl": frozenset("""
+        de het een
+        mijn jouw onze hun uw elk elke
+        en of maar
+        omdat hoewel als terwijl
+        eh ehm uh
+    """.split()),
+    "pt": frozenset("""
+        o a os as um uma uns umas ao aos do da dos das no na nos nas
+        meu minha meus minhas teu tua teus tuas seu sua seus suas nosso nossa cada
+        e ou mas nem
+        porque embora se que enquanto
+        hã éh
+    """.split()),
+}
+
+
+def unfinished_ending(text: str, language: str = "en") -> str:
+    """Why ``text`` reads as cut off, or "" when it may be a finished turn.
+
+    The reason names the rule and the word: "ellipsis", "ends with 'the'", "no end mark".
+    """
+    tail = unicodedata.normalize("NFC", text).strip().rstrip(_CLOSERS).rstrip()
+    if not tail:
+        return ""
+    if tail.endswith(_ELLIPSES):
+        return "ellipsis"
+    words = _WORD.findall(tail)
+    last = words[-1].lower().replace("’", "'") if words else ""
+    if last and last in NEVER_FINAL.get(language.split("-")[0].lower(), frozenset()):
+        return f"ends with {last!r}"
+    if tail[-1] not in _END_MARKS:
+        return "no end mark"
+    return ""
