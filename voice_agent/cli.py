@@ -14,7 +14,7 @@ import sys
 from voice_agent.errors import VoiceAgentError
 
 COMMANDS = ["live", "replay", "think", "transcribe", "listen", "say", "report", "models",
-            "devices", "serve", "eval", "train-flythinker"]
+            "devices", "serve", "eval", "train-flythinker", "train-thinker"]
 DEFAULT_COMMAND = "live"  # bare `python run_assistant.py` talks through the microphone
 
 

@@ -1,0 +1,149 @@
+"""Generated tasks → token rows in the exact layout the core reads, and the model the
+FlyThinker training loop drives for them.
+
+Three kinds of row, all starting with the prompt the session builds (system text, the
+user's words as plain text, the think opening of ``Prompts``):
+
+- ``think``: the think baseline's transcript. The thoughts, then the think closing, the
+  answer and the end-of-turn token. The baseline ends thoughts when the model *writes* the
+  end-of-turn token and then *feeds* the closing text instead, so the label at the closing's
+  first position is the end-of-turn id while the input there is the closing itself.
+- ``writer``: the async writer's view. Thoughts cut anywhere after they hold the answer,
+  the writer split (``[thoughts continue]`` plus the closing, or the closing alone when the
+  thoughts are whole), then the answer. Only the answer is learned.
+- ``control``: the control view. Partial thoughts, the (still empty) answer, the control
+  question, and "yes" when the thoughts already hold the answer, else "no".
+
+The loss is a mean per row, then over the batch, so a one-token control row weighs as much
+as a long transcript.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from voice_agent.core.flythinker.fusion import base_decoder
+from voice_agent.core.layout import Prompts
+from voice_agent.core.untrusted import encode_untrusted
+from voice_agent.training.tasks import Task
+
+ROW_KINDS = ("think", "writer", "control")
+MIX = {"think": 0.6, "writer": 0.15, "control": 0.25}
+
+Row = tuple[list[int], list[int]]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    kind: str
+    ids: list[int]
+    labels: list[int]
+    label: str = ""  # control rows: "yes" | "no"
+
+
+class ThinkerEncoder:
+    """Task → rows through ``tokenizer``'s own chat template and the core's ``Prompts``."""
+
+    def __init__(self, tokenizer, system: str | None) -> None:
+        self.tok, self.system = tokenizer, system
+        self.prompts = Prompts(tokenizer)
+        t = self.prompts.template
+        self.eot = self.prompts.end_of_turn_id
+        self.end_think = self.prompts.end_of_think_id
+        self.open_ids = self.prompts.ids(self.prompts.think_open_text())
+        self.close_ids = self.prompts.ids(t.think_close)
+        self.split_ids = self.prompts.ids(t.writer_split)
+        self.question_ids = self.prompts.ids(t.question)
+        self.yes_id = self.prompts.ids("yes")[0]
+        self.no_id = self.prompts.ids("no")[0]
+
+    def prefix(self, question: str) -> list[int]:
+        """Prompt + listen + think opening, as the engine's blocks hold them."""
+        return (self.prompts.prompt_ids([], self.system)
+                + self.prompts.listen_ids(question, first=True) + self.open_ids)
+
+    def text(self, s: str) -> list[int]:
+        # Thoughts and answers are the model's own words, written here as plain text.
+        return encode_untrusted(self.tok, s)
+
+    def think(self, task: Task) -> Encoded:
+        pre, th = self.prefix(task.question), self.text(task.thoughts)
+        ans = self.text(task.answer) + [self.eot]
+        ids = pre + th + self.close_ids + ans
+        labels = ([-100] * len(pre) + th + [self.end_think] + [-100] * (len(self.close_ids) - 1)
+                  + ans)
+        return Encoded("think", ids, labels)
+
+    def writer(self, task: Task, n_steps: int) -> Encoded:
+        pre = self.prefix(task.question)
+        th = self.text(task.partial_thoughts(n_steps))
+        split = self.close_ids if n_steps >= len(task.steps) else self.split_ids
+        ans = self.text(task.answer) + [self.eot]
+        ids = pre + th + split + ans
+        return Encoded("writer", ids, [-100] * (len(ids) - len(ans)) + ans)
+
+    def control(self, task: Task, n_steps: int) -> Encoded:
+        yes = n_steps >= task.known_at
+        ids = (self.prefix(task.question) + self.text(task.partial_thoughts(n_steps))
+               + self.question_ids + [self.yes_id if yes else self.no_id])
+        return Encoded("control", ids, [-100] * (len(ids) - 1) + ids[-1:], "yes" if yes else "no")
+
+    def row(self, task: Task, rng: random.Random) -> Encoded:
+        """One row of a kind drawn by ``MIX``; control labels come out balanced."""
+        kind = rng.choices(list(MIX), list(MIX.values()))[0]
+        n = len(task.steps)
+        if kind == "think":
+            return self.think(task)
+        if kind == "writer":
+            return self.writer(task, rng.randint(task.known_at, n))
+        if rng.random() < 0.5 or task.known_at <= 1:
+            return self.control(task, rng.randint(task.known_at, n))
+        return self.control(task, rng.randint(1, task.known_at - 1))
+
+    def rows(self, tasks: list[Task], seed: int) -> list[Encoded]:
+        rng = random.Random(seed)
+        return [self.row(t, rng) for t in tasks]
+
+
+@dataclass
+class LmOutput:
+    logits: torch.Tensor | None
+    loss: torch.Tensor | None
+
+
+class ThinkerLM(nn.Module):
+    """The causal LM behind the interface ``core.flythinker.train.Trainer`` drives
+    (``generator`` is the member LoRA wraps; there is no reasoner).
+
+    With labels, the LM head runs only at the labelled positions: most of a row is prompt
+    or thoughts read as context, and a 49k-word head over every position costs about as
+    much as the rest of the step on a CPU. ``logits`` is then None."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.generator, self.reasoner = model, None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> LmOutput:
+        if labels is None:
+            out = self.generator(input_ids=input_ids, attention_mask=attention_mask)
+            return LmOutput(out.logits.float(), None)
+        hidden = base_decoder(self.generator)(input_ids=input_ids,
+                                              attention_mask=attention_mask).last_hidden_state
+        y = labels[:, 1:]
+        rows, cols = (y != -100).nonzero(as_tuple=True)                     # (N,), (N,)
+        logits = self.generator.get_output_embeddings()(hidden[rows, cols]).float()  # (N, V)
+        ce = nn.functional.cross_entropy(logits, y[rows, cols], reduction="none")
+        return LmOutput(None, row_mean(ce, rows, labels.shape[0]))
+
+
+def row_mean(ce: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Token losses averaged within each row, then over the rows that have any."""
+    total = torch.zeros(n_rows, dtype=ce.dtype, device=ce.device).index_add(0, rows, ce)
+    count = torch.bincount(rows, minlength=n_rows).to(ce.dtype)
+    has = count > 0
+    return (total[has] / count[has]).mean() if has.any() else ce.sum() * 0.0
