@@ -71,10 +71,11 @@ class TurnDecision(Event):
     speech_end: float = 0.0  # end of voiced audio before that silence
     probability: float | None = None  # P(complete) from the model; None: no model asked
     complete: bool = False  # True: the turn ends here
-    # model | text (the model said complete, the transcript at the pause reads cut off:
-    # keep listening) | limit (the long silence limit) | hangover (no model)
+    # model | unsure (complete, but near the threshold: waits a longer pause) | text (the
+    # model said complete, the transcript at the pause reads cut off: keep listening) |
+    # limit (the long silence limit) | hangover (no model)
     by: str = ""
-    reason: str = ""  # with by="text": why the transcript reads cut off (asr/endings.py)
+    reason: str = ""  # with by="text": why the transcript reads cut off (asr/endings.py); by="unsure": the wait
     ms: float = 0.0  # model compute time
     utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "turn.decision"

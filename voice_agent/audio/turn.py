@@ -15,12 +15,15 @@ asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
   (ends in "the", "and", an ellipsis, or has no sentence-end mark: ``asr/endings.py``),
   keeps listening as for "incomplete" (``by="text"``). The model hears prosody; the text
   catches what flat or synthetic voices hide from it ("what is the capital of …");
+- a "complete" verdict within ``turn_unsure_margin`` of the threshold is a coin toss:
+  the turn ends only after ``turn_unsure_ms`` of silence (``by="unsure"`` first), and
+  at once if the user speaks on;
 - with ``turn_model = "none"``, or when the model cannot be loaded (one warning), the
   turn ends after the fixed ``hangover_ms``, as before the model existed; a model that
   fails while running falls back the same way, with one warning.
 
 Each decision is a ``turn.decision`` event: who decided (model, text, limit, hangover),
-the probability, and the audio time. The recogniser's speculative final pass starts at the
+the probability, and the audio time (unsure: waits longer; text: the words read cut off). The recogniser's speculative final pass starts at the
 VAD's pause hint (``pause_ms`` ≤ ``turn_pause_ms``), so by the time the model says
 "complete" the final hypothesis is mostly decoded already.
 
@@ -91,8 +94,9 @@ class TurnPolicy:
                  text_ending: TextEnding | None = None) -> None:
         self.config = config
         self.text_ending = text_ending if config.turn_text else None
-        # a "complete" verdict waiting for the transcript: (probability, audio heard to)
-        self._held: tuple[float, float] | None = None
+        # a "complete" verdict waiting for the transcript or an unsure verdict's longer
+        # pause: (probability, audio heard to, audio time before which it cannot end)
+        self._held: tuple[float, float, float] | None = None
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="turn")
                       if threaded and model is not None else None)
         self._pending: Future | None = None  # a model call in flight on the pool
@@ -133,7 +137,7 @@ class TurnPolicy:
         if silent_ms < FRAME_MS - 1e-6:
             return False  # voiced frame
         if self._held is not None:
-            return self._settle(last_voiced_end)
+            return self._settle(frame, last_voiced_end)
         if self.model is None:  # failed while running: the plain hangover, as without one
             if silent_ms >= self.config.hangover_ms - 1e-6:
                 self._decide(frame.end_t, last_voiced_end, None, True, "hangover")
@@ -165,26 +169,40 @@ class TurnPolicy:
         except Exception as e:  # as above
             self._fail(e)
             return self.check(frame, last_voiced_end)
-        complete = p >= self.config.turn_threshold
-        if complete and self.text_ending is not None:
-            self._held = (p, heard_to)
-            return self._settle(last_voiced_end)
+        c = self.config
+        complete = p >= c.turn_threshold
+        unsure = complete and p < c.turn_threshold + c.turn_unsure_margin
+        if unsure:  # a coin toss: give the user the pause a plain endpointer would
+            self._decide(heard_to, last_voiced_end, p, False, "unsure",
+                         f"waits for {c.turn_unsure_ms} ms of silence")
+        if complete and (unsure or self.text_ending is not None):
+            not_before = last_voiced_end + (c.turn_unsure_ms / 1000 if unsure else 0.0)
+            self._held = (p, heard_to, not_before)
+            return self._settle(frame, last_voiced_end)
         self._decide(heard_to, last_voiced_end, p, complete, "model")
         return complete
 
-    def _settle(self, last_voiced_end: float) -> bool:
-        """The model said complete: end the turn unless the words read cut off. Until a
-        hypothesis has heard up to the pause, wait (the final transcript waits for the
-        same decode, so a finished turn loses at most the frame this check runs on); the
-        VAD's long limit still ends the turn if none ever comes."""
-        reason = self.text_ending(last_voiced_end) if self.text_ending and self._held else None
-        if reason is None or self._held is None:
+    def _settle(self, frame: AudioFrame, last_voiced_end: float) -> bool:
+        """The model said complete: end the turn unless the words read cut off, and not
+        before an unsure verdict's longer pause. Until a hypothesis has heard up to the
+        pause, wait (the final transcript waits for the same decode, so a finished turn
+        loses at most the frame this check runs on); the VAD's long limit still ends the
+        turn if none ever comes."""
+        if self._held is None:
             return False
-        (p, heard_to), self._held = self._held, None
-        if reason:
-            self._decide(heard_to, last_voiced_end, p, False, "text", reason)
+        p, heard_to, not_before = self._held
+        if self.text_ending is not None:
+            reason = self.text_ending(last_voiced_end)
+            if reason is None:
+                return False
+            if reason:
+                self._held = None
+                self._decide(heard_to, last_voiced_end, p, False, "text", reason)
+                return False
+        if frame.end_t < not_before - 1e-9:
             return False
-        self._decide(heard_to, last_voiced_end, p, True, "model")
+        self._held = None
+        self._decide(frame.end_t if not_before else heard_to, last_voiced_end, p, True, "model")
         return True
 
     def wait(self, timeout: float | None = None) -> None:

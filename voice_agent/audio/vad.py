@@ -50,6 +50,11 @@ class VadConfig:
     # asr.speculative_final): one ending in "the", "and", an ellipsis or no sentence-end
     # mark (voice_agent/asr/endings.py) keeps listening, up to turn_limit_ms.
     turn_text: bool = True
+    # A "complete" verdict below turn_threshold + this margin is a coin toss: the turn
+    # then ends only after turn_unsure_ms of silence (a margin of 0: off). 500 ms is the minimum
+    # endpointing delay of LiveKit's turn detector, a plain endpointer's pause.
+    turn_unsure_margin: float = 0.1
+    turn_unsure_ms: int = 500  # the silence an unsure "complete" waits for
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -65,6 +70,12 @@ class VadConfig:
         if not self.pause_ms <= self.turn_pause_ms <= self.turn_limit_ms:
             raise ValueError("vad needs pause_ms <= turn_pause_ms <= turn_limit_ms, got "
                              f"{self.pause_ms}, {self.turn_pause_ms}, {self.turn_limit_ms}")
+        if not 0.0 <= self.turn_unsure_margin < 1.0 - self.turn_threshold:
+            raise ValueError("vad turn_unsure_margin must be in [0, 1 - turn_threshold), got "
+                             f"{self.turn_unsure_margin}")
+        if not self.turn_pause_ms <= self.turn_unsure_ms <= self.turn_limit_ms:
+            raise ValueError("vad needs turn_pause_ms <= turn_unsure_ms <= turn_limit_ms, got "
+                             f"{self.turn_pause_ms}, {self.turn_unsure_ms}, {self.turn_limit_ms}")
         if not 0.0 < self.turn_threshold < 1.0:
             raise ValueError(f"vad turn_threshold must be in (0, 1), got {self.turn_threshold}")
         if not isinstance(self.turn_model, str) or not self.turn_model:
