@@ -13,6 +13,7 @@ hesitate. The splice point is the gap between the two words (from faster-whisper
 times), moved to the quietest 10 ms nearby.
 
 Needs espeak-ng (apt-get install espeak-ng). Run: python assets/make_turns.py
+(``--heldout``: only the held-out set, into assets/turns/heldout/).
 Writes 16 kHz mono FLAC (half the size of WAV) and turns.json (text, pause, voice).
 """
 
@@ -52,6 +53,35 @@ CLIPS = [
     ("sister_p", "Remind me to call | my sister tomorrow morning.", "en-us+m3", 160, 0.7, None),
 ]
 TEST_CLIP = ("moon_pause", "So what I want to know is | how far away the moon is.", 0.7)
+# The held-out set (assets/turns/heldout/, ``--heldout``): sentences and voices that
+# nothing in the end-of-turn policy was looked at or tuned on (the transcript check in
+# asr/endings.py was written after the set above had been heard through it, so that set
+# is no longer blind to it). Pauses sit after several word classes (preposition, article,
+# conjunction, verb, number); the complete ones include stranded prepositions and short
+# commands, where a text rule could wrongly hold a finished turn.
+HELDOUT = [
+    ("egg_p", "Can you tell me how long it takes to | boil an egg?", "en-gb-x-rp", 160, 0.7, None),
+    ("timer_p", "Set a timer for | twenty minutes.", "en-us-nyc", 175, 0.65, None),
+    ("mona_p", "Who painted the | Mona Lisa?", "en-gb-x-gbclan+f2", 150, 0.8, 20),
+    ("pancake_p", "I need a recipe for pancakes and | something quick for lunch.",
+     "en-gb-x-gbcwmd", 170, 0.7, None),
+    ("twelve_p", "What is twelve times | fifteen?", "en-us+f4", 155, 0.75, None),
+    ("sky_p", "Why is the sky blue during the day but | red at sunset?", "en-gb-x-rp+m5", 180,
+     0.6, 25),
+    ("penguin_p", "Tell me a joke about | penguins.", "en-us+Annie", 165, 0.7, None),
+    ("convert_p", "How do I convert | miles into kilometres?", "en-gb-x-rp", 145, 0.8, None),
+    ("rain_p", "Is it going to rain in | London this weekend?", "en-us-nyc", 190, 0.65, 20),
+    ("dinner_p", "What should I cook for dinner with | chicken and rice?", "en-us+f4", 160,
+     0.75, None),
+    ("from_c", "Where are you from?", "en-gb-x-gbcwmd", 165, 0, None),
+    ("made_c", "What is this table made of?", "en-us+Annie", 160, 0, None),
+    ("stop_c", "Stop the music.", "en-gb-x-rp+m5", 170, 0, None),
+    ("volume_c", "Turn the volume up.", "en-us-nyc", 180, 0, 20),
+    ("weather_c", "What is the weather like today?", "en-gb-x-gbclan+f2", 150, 0, None),
+    ("president_c", "Who is the president of France?", "en-gb-x-rp", 175, 0, None),
+    ("yes_c", "Yes, please.", "en-us+f4", 160, 0, None),
+    ("thanks_c", "Thank you very much.", "en-gb-x-gbcwmd", 155, 0, 25),
+]
 
 
 def espeak(text: str, voice: str, wpm: int) -> np.ndarray:
@@ -109,17 +139,24 @@ def build(text: str, synth, pause_s: float, snr_db: float | None, seed: int) -> 
     return audio.astype(np.float32)
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def write_set(clips: list[tuple], out: Path, seed: int = 0) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     meta = {}
-    for i, (name, text, voice, wpm, pause_s, snr) in enumerate(CLIPS):
-        audio = build(text, lambda t, v=voice, s=wpm: espeak(t, v, s), pause_s, snr, seed=i)
-        path = OUT / f"{name}.flac"
+    for i, (name, text, voice, wpm, pause_s, snr) in enumerate(clips):
+        audio = build(text, lambda t, v=voice, s=wpm: espeak(t, v, s), pause_s, snr, seed=seed + i)
+        path = out / f"{name}.flac"
         write_wav(path, audio, SAMPLE_RATE)
         meta[path.name] = {"text": text.replace("| ", ""), "voice": f"espeak-ng {voice}",
                            "wpm": wpm, "pause_s": pause_s, "snr_db": snr}
         print(f"{path.name}: {len(audio) / SAMPLE_RATE:.2f} s")
-    (OUT / "turns.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (out / "turns.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def main() -> None:
+    write_set(HELDOUT, OUT / "heldout", seed=100)
+    if "--heldout" in sys.argv[1:]:
+        return
+    write_set(CLIPS, OUT)
     name, text, pause_s = TEST_CLIP
     path = OUT / f"{name}.wav"
     write_wav(path, build(text, piper, pause_s, None, seed=0), SAMPLE_RATE)

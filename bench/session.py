@@ -13,6 +13,11 @@ between ``asr.final`` and the start of the first chunk's synthesis, and
 threads: the cost of the pipeline itself.
 
     python bench/session.py [--llm embedded] [--modes async think nothink cascade] [--samples N]
+                            [--set section.key=value ...] [--wav FILE ...]
+
+``--set`` applies settings to every mode (``--set vad.turn_model=none``: the fixed VAD
+hangover instead of the end-of-turn model); ``--wav`` replays these files instead of the
+samples. Each mode also counts ``turns_per_clip`` above one (a question split in two).
 
 Last line: ``response_latency async/cascade = X.XX`` (below 1: async answers sooner).
 """
@@ -56,8 +61,10 @@ def overhead(events: list[dict], turn: dict) -> float | None:
             - chunk0["first_audio_s"])
 
 
-def run_mode(mode: str, llm: str, samples: list[Path], whisper, tts, out_root: Path) -> dict:
-    config = load_config(session={"mode": mode}, engine=VOICE_ENGINE_DEFAULTS)
+def run_mode(mode: str, llm: str, samples: list[Path], whisper, tts, out_root: Path,
+             overrides: list[str] = ()) -> dict:
+    config = load_config(overrides=list(overrides), session={"mode": mode},
+                         engine=VOICE_ENGINE_DEFAULTS)
     decoder = build_decoder(mode, llm, config, SessionClock())
     rows = []
     for wav in samples:
@@ -74,7 +81,9 @@ def run_mode(mode: str, llm: str, samples: list[Path], whisper, tts, out_root: P
                          "asr_final_latency": turn.get("asr_final_latency"),
                          "overhead": overhead(events, turn),
                          "answer": turn.get("answer", "")[:80]})
-    summary = {"mode": mode}
+    per_clip = [sum(r["sample"] == wav.name for r in rows) for wav in samples]
+    summary = {"mode": mode, "settings": list(overrides),
+               "split_clips": [w.name for w, n in zip(samples, per_clip) if n > 1]}
     for key in ("response_latency", "total_delay", "first_answer_token", "asr_final_latency", "overhead"):
         vals = [r[key] for r in rows if r[key] is not None]
         summary[f"median_{key}"] = round(statistics.median(vals), 4) if vals else None
@@ -87,13 +96,17 @@ def main() -> None:
     ap.add_argument("--llm", default="embedded")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--samples", type=int, default=None, help="use only the first N samples")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE", help="a setting for every mode (repeatable)")
+    ap.add_argument("--wav", nargs="+", type=Path, help="replay these files, not the samples")
     args = ap.parse_args()
-    samples = sorted(p for p in SAMPLES.glob("*.wav"))[:args.samples]
+    samples = (args.wav or sorted(p for p in SAMPLES.glob("*.wav")))[:args.samples]
     whisper, tts = load_whisper(None, 1), PiperTts()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes:
-            results[mode] = run_mode(mode, args.llm, samples, whisper, tts, Path(tmp))
+            results[mode] = run_mode(mode, args.llm, samples, whisper, tts, Path(tmp),
+                                     args.overrides)
             print(json.dumps(results[mode]), flush=True)
     med = {m: r["median_response_latency"] for m, r in results.items()}
     ratios = {}

@@ -8,8 +8,13 @@ setting it reports, over all clips:
 
 - end of speech → final: from the moment the last voiced audio of the question was
   delivered to its ``asr.final`` (median and max); the question's last utterance counts;
-- false turn ends: clips that became more than one utterance (the turn ended inside the
-  question), as a rate over all clips and over the pause set.
+- false turn ends: clips whose words arrived in more than one final (the turn ended
+  inside the question), as a rate over all clips and over the pause set. A final with
+  no words (noise opened the VAD before the question; the session ends such a turn as
+  "nothing heard" and does not answer) is counted apart, as ``noise_utterances``;
+- held: clips where the transcript check (``vad.turn_text``) kept listening after the
+  model said complete, with the reason (on a complete question that is a cost: it
+  waits for the limit).
 
     python bench/turns.py [--settings model hangover] [--clips NAME ...] [--sim]
 
@@ -46,22 +51,24 @@ from voice_agent.trace import SessionClock  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SETTINGS = {
-    "model": VadConfig(),  # the defaults: ask once per pause, then wait for the limit
+    "model": VadConfig(),  # the defaults: ask once per pause, check the words, then the limit
+    "model_audio_only": VadConfig(turn_text=False),  # the model's verdict alone
     "model_recheck": VadConfig(turn_recheck_ms=500),  # ask again every 500 ms of silence
     "hangover": VadConfig(turn_model="none"),
 }
 
 
 def clips() -> list[dict]:
-    """name, path, reference text, set (samples | complete | pause)."""
+    """name, path, reference text, set (samples | complete | pause, and the held-out
+    heldout_complete | heldout_pause: voices and sentences nothing was tuned on)."""
     out = []
     samples = json.loads((ASSETS / "samples" / "transcripts.json").read_text())
     for name, text in samples.items():
         out.append({"name": name, "path": ASSETS / "samples" / name, "text": text, "set": "samples"})
-    turns = json.loads((ASSETS / "turns" / "turns.json").read_text())
-    for name, meta in turns.items():
-        out.append({"name": name, "path": ASSETS / "turns" / name, "text": meta["text"],
-                    "set": "pause" if meta["pause_s"] else "complete"})
+    for folder, prefix in ((ASSETS / "turns", ""), (ASSETS / "turns" / "heldout", "heldout_")):
+        for name, meta in json.loads((folder / "turns.json").read_text()).items():
+            out.append({"name": name, "path": folder / name, "text": meta["text"],
+                        "set": prefix + ("pause" if meta["pause_s"] else "complete")})
     return out
 
 
@@ -99,6 +106,11 @@ async def replay(whisper, turn_model, path: Path, config: ListenConfig) -> Trans
     return collector
 
 
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
 def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dict],
                 sim: bool = False) -> dict:
     config = ListenConfig(vad=vad)
@@ -110,10 +122,14 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
             collector = asyncio.run(replay(whisper, turn_model, item["path"], config))
         decode_s += collector.decode_s
         done = [u for u in collector.utterances if u.final_t is not None]
-        last = done[-1] if done else None
+        worded = [u for u in done if u.text.strip()]
+        last = worded[-1] if worded else (done[-1] if done else None)
         decisions = [e for e in collector.events if isinstance(e, TurnDecision)]
         rows.append({
-            "clip": item["name"], "set": item["set"], "utterances": len(done),
+            "clip": item["name"], "set": item["set"], "utterances": len(worded),
+            "noise_utterances": len(done) - len(worded),
+            "finals": [u.text for u in worded],
+            "held": [f"p={d.probability} {d.reason}" for d in decisions if d.by == "text"],
             "final_latency_s": last.final_latency_s if last else None,
             "ended_by": decisions[-1].by if decisions else "end of input",
             "p_end": decisions[-1].probability if decisions else None,
@@ -124,18 +140,27 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
     lat = [r["final_latency_s"] for r in rows if r["final_latency_s"] is not None]
     split = [r for r in rows if r["utterances"] > 1]
     pause = [r for r in rows if r["set"] == "pause"]
+    heldout_pause = [r for r in rows if r["set"] == "heldout_pause"]
+    complete = [r for r in rows if not r["set"].endswith("pause")]
     model_ms = [m for r in rows for m in r["model_ms"]]
     return {
         "setting": label,
         "vad": {k: getattr(vad, k) for k in ("turn_model", "turn_pause_ms", "turn_limit_ms",
-                                             "turn_threshold", "turn_recheck_ms", "hangover_ms")},
+                                             "turn_threshold", "turn_recheck_ms", "turn_text",
+                                             "hangover_ms")},
         "clips": len(rows),
         "median_final_latency_s": round(statistics.median(lat), 3) if lat else None,
         "max_final_latency_s": round(max(lat), 3) if lat else None,
         "false_turn_end_rate": round(len(split) / len(rows), 3),
         "false_turn_end_rate_pause_set": round(sum(r["utterances"] > 1 for r in pause) / len(pause), 3)
         if pause else None,
+        "false_turn_ends_heldout_pause_set": f"{sum(r['utterances'] > 1 for r in heldout_pause)}"
+                                             f"/{len(heldout_pause)}",
+        "held_complete_clips": [r["clip"] for r in complete if r["held"]],
+        "median_final_latency_complete_s": _median([r["final_latency_s"] for r in complete]),
         "split_clips": [r["clip"] for r in split],
+        "held_clips": [r["clip"] for r in rows if r["held"]],
+        "noise_utterances": sum(r["noise_utterances"] for r in rows),
         "ended_by_limit": [r["clip"] for r in rows if r["ended_by"] == "limit"],
         "median_model_ms": round(statistics.median(model_ms), 1) if model_ms else None,
         "median_decode_ms": round(1000 * statistics.median(decode_s), 1) if decode_s else None,
@@ -170,6 +195,9 @@ def main() -> None:
         "false_turn_end_rate": {k: r["false_turn_end_rate"] for k, r in results.items()},
         "false_turn_end_rate_pause_set": {k: r["false_turn_end_rate_pause_set"]
                                           for k, r in results.items()},
+        "false_turn_ends_heldout_pause_set": {k: r["false_turn_ends_heldout_pause_set"]
+                                              for k, r in results.items()},
+        "held_complete_clips": {k: r["held_complete_clips"] for k, r in results.items()},
         "targets": {
             "median_final_latency_le_0.35s": (model["median_final_latency_s"] or 9) <= 0.35,
             "no_false_turn_end_on_pause_set": model["false_turn_end_rate_pause_set"] == 0,
