@@ -97,10 +97,12 @@ def run_ray(args: argparse.Namespace, settings: Any) -> int:
     import threading
 
     from voice_agent.runner import noise_note
-    from voice_agent.server.ray_serve import RayServer, ScalePlan, out_dir, require_ray
+    from voice_agent.server.ray_serve import RayServer, ScalePlan, check_models, out_dir, require_ray
 
     require_ray()  # the missing extra is one line, before anything else happens
     config, models = session_config(args)
+    if args.ray_address is None:  # the replicas load from this machine: check it has them
+        check_models(config, models)
     if note := noise_note(models.llm):
         print(note, file=sys.stderr)
     on_gpu = str(config.runtime.device).startswith("cuda")
@@ -110,18 +112,19 @@ def run_ray(args: argparse.Namespace, settings: Any) -> int:
                      drain_s=min(args.max_session_s, 60.0), address=args.ray_address)
     settings = dataclasses.replace(settings, out=out_dir(settings.out))
     stop = threading.Event()
-    # SIGTERM ends the server as Ctrl-C does: the cluster this command started goes with it.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with RayServer(settings, config, models, plan, quiet=args.quiet) as served:
+        # SIGTERM (a process manager's stop) ends the sessions cleanly, as Ctrl-C does, and
+        # the cluster this command started goes with it. Set after ray.init, which installs
+        # its own handler (sys.exit) that would skip the sessions' ending.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         if args.json:
             print(json.dumps({"url": served.url + "/", "ws": served.ws_url, "out": str(settings.out),
                               "pid": os.getpid(), "replicas": plan.replicas}), flush=True)
         else:
             print(f"serving on {served.url}/  (WebSocket {served.ws_url}; {plan.replicas} Ray Serve "
                   f"replica(s); sessions in {settings.out}/ on each replica's machine)", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        # Ctrl-C raises KeyboardInterrupt here: the with-block ends every session (files
+        # written, close 1001) and the replicas, then the CLI prints "interrupted" (130).
+        while not stop.wait(0.5):
             pass
     return 0

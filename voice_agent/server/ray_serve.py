@@ -119,6 +119,37 @@ def require_ray() -> tuple[Any, Any]:
     return ray, serve
 
 
+class StopSignal:
+    """A flag the command raises before it takes the replicas down (a Ray actor).
+
+    Serve stops a replica only after its ongoing requests end, and a voice session is one
+    request that lasts until the user leaves: without this the replicas would wait out
+    ``drain_s`` and then be killed mid-session, traces cut short. Each replica waits on
+    the flag and ends its own sessions the way ``serve`` does on Ctrl-C (files written,
+    close 1001), so the drain finishes at once.
+    """
+
+    def __init__(self) -> None:
+        self._raised = asyncio.Event()
+        self._done: set[str] = set()
+
+    def raise_(self) -> None:
+        self._raised.set()
+
+    async def wait(self) -> None:
+        await self._raised.wait()
+
+    def done(self, replica: str) -> None:
+        """A replica's sessions have all ended."""
+        self._done.add(replica)
+
+    def replicas_done(self) -> int:
+        return len(self._done)
+
+
+CLOSE_GOING_AWAY = 1001  # RFC 6455: the server is going down
+
+
 class ReplicaServer:
     """One replica: loads its own models, then serves ``create_app``'s app.
 
@@ -126,25 +157,43 @@ class ReplicaServer:
     ``__serve_build_asgi_app__`` after the constructor).
     """
 
-    def __init__(self, settings: ServerSettings, config: Config, models: Models) -> None:
+    def __init__(self, settings: ServerSettings, config: Config, models: Models,
+                 stop: Any = None) -> None:
         from ray import serve
 
         self.replica = serve.get_replica_context().replica_tag
         self.settings = dataclasses.replace(settings, replica=self.replica)
-        self.config, self.models = config, models
+        self.config, self.models, self.stop = config, models, stop
         self.host: Any = None
+        self.served: Any = None  # the FastAPI app (`app` is the Serve wrapper's)
+        self._watch: asyncio.Task | None = None
 
     async def __serve_build_asgi_app__(self) -> Any:
         from voice_agent.server.app import create_app
         from voice_agent.server.host import ModelHost
 
+        if self.stop is not None:  # watched from now: a replica still loading has no session
+            self._watch = asyncio.get_running_loop().create_task(self._end_sessions_on_stop())
         t0 = time.perf_counter()
         # Off the replica's event loop: Serve keeps answering the controller meanwhile.
         self.host = await asyncio.to_thread(ModelHost, self.config, self.models)
         logger.info("replica %s: models loaded in %.1f s", self.replica, time.perf_counter() - t0)
-        app = create_app(self.settings, host=self.host)
-        add_replica_route(app, self)
-        return app
+        self.served = create_app(self.settings, host=self.host)
+        add_replica_route(self.served, self)
+        return self.served
+
+    async def _end_sessions_on_stop(self) -> None:
+        try:
+            await self.stop.wait.remote()
+        except Exception as e:  # noqa: BLE001 - the command died: its cluster goes with it
+            logger.info("replica %s: stop signal lost (%s)", self.replica, first_line(e))
+            return
+        sessions = self.served.state.sessions if self.served is not None else {}
+        for conn in list(sessions.values()):
+            conn.end(CLOSE_GOING_AWAY, "server shutting down")
+        while sessions:  # each writes its trace and report, then leaves the dict
+            await asyncio.sleep(0.1)
+        await self.stop.done.remote(self.replica)
 
     def __del__(self) -> None:
         if getattr(self, "host", None) is not None:
@@ -173,6 +222,17 @@ def rss_mb(pid: int | str = "self") -> float:
     except OSError:
         pass
     return 0.0
+
+
+def check_models(config: Config, models: Models) -> None:
+    """Resolve the three models here, as each replica will (one clear ``ModelError`` line
+    now instead of replicas failing one after another). Only meaningful where the replicas
+    run on this machine: a local cluster."""
+    from voice_agent.models import resolve_model
+
+    resolve_model("llm", models.llm, device=config.runtime.device)
+    resolve_model("asr", models.asr or config.asr.model)
+    resolve_model("tts", models.tts or config.tts.voice)
 
 
 def free_port(host: str) -> int:
@@ -209,6 +269,8 @@ class RayServer:
         self._started_cluster = False
         self._ray: Any = None
         self._serve: Any = None
+        self._stop: Any = None
+        self._deployed = False
 
     @property
     def url(self) -> str:
@@ -253,12 +315,27 @@ class RayServer:
 
     def _deploy(self, serve: Any) -> None:
         serve.start(http_options={"host": self.settings.host, "port": self.port})
+        # Owned by this process (not detached): if the command dies, the flag goes too.
+        self._stop = self._ray.remote(num_cpus=0)(StopSignal).remote()
         deployment = serve.deployment(**deployment_options(self.plan))(serve.ingress()(ReplicaServer))
-        app = deployment.bind(self.settings, self.config, self.models)
+        app = deployment.bind(self.settings, self.config, self.models, self._stop)
         try:
             serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
         except Exception as e:  # noqa: BLE001 - a replica's failed constructor comes back as RuntimeError
-            raise ScaleError(f"the replicas did not start: {replica_error(e)}") from None
+            raise ScaleError(f"the replicas did not start: {replica_error(e, deploy_status(serve))}") from None
+        self._deployed = True
+
+    def end_sessions(self, timeout_s: float = 30.0) -> None:
+        """Every replica ends its sessions (files written, close 1001); returns once each
+        replica says so, or after ``timeout_s``."""
+        replicas = len(self.replica_actors())
+        self._ray.get(self._stop.raise_.remote(), timeout=10)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._ray.get(self._stop.replicas_done.remote(), timeout=10) >= replicas:
+                return
+            time.sleep(0.2)
+        logger.warning("replicas still ending their sessions after %.0f s", timeout_s)
 
     def replica_actors(self) -> list[str]:
         """The Ray actor names of the running replicas (to find or kill one)."""
@@ -272,6 +349,8 @@ class RayServer:
         if ray is None or not ray.is_initialized():
             return
         try:
+            if self._deployed:
+                self.end_sessions()
             if self._started_cluster:
                 serve.shutdown()
             else:
@@ -287,13 +366,25 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def replica_error(e: BaseException) -> str:
+def deploy_status(serve: Any) -> str:
+    """What Serve says about the deployment: a failed replica's traceback is here, while
+    ``serve.run``'s exception only says that the deployment failed."""
+    try:
+        app = serve.status().applications[APP_NAME]
+        return "\n".join(d.message for d in app.deployments.values() if d.message)
+    except Exception:  # noqa: BLE001 - best effort: the caller still has the exception
+        return ""
+
+
+def replica_error(e: BaseException, status: str = "") -> str:
     """The line of a deploy failure that says why: Serve wraps a replica's exception in a
-    long report; our own errors (``VoiceAgentError``) keep their one line."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "Error:" in ln and not ln.startswith("File "):
-            return ln[:300]
+    long report (the last ``SomeError: ...`` line is the cause; for our own errors,
+    ``VoiceAgentError`` subclasses, that is their one line)."""
+    for text in (status, str(e)):
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        for ln in reversed(lines):
+            if "Error: " in ln and not ln.startswith(("File ", "ray.exceptions.")):
+                return ln[:300]
     return first_line(e)
 
 
