@@ -40,7 +40,7 @@ from voice_agent.audio import SAMPLE_RATE  # noqa: E402
 from voice_agent.audio.sources import WavSource  # noqa: E402
 from voice_agent.audio.wav import read_wav  # noqa: E402
 from voice_agent.config import load_config  # noqa: E402
-from voice_agent.memory import limit_malloc_arenas  # noqa: E402
+from voice_agent.memory import limit_malloc_arenas, malloc_stats  # noqa: E402
 from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, build_decoder, run_session  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 
@@ -102,7 +102,8 @@ class Sampler(threading.Thread):
             "open_files": len(os.listdir("/proc/self/fd")), "threads": os_threads(),
             "arena_used": round(arena.used_tokens() / arena.total_capacity, 4),
             "arena_peak": round(self.stats.pop("peak", 0.0), 4),
-            "sessions": self.stats["sessions"], "events": self.stats["events"]})
+            "sessions": self.stats["sessions"], "events": self.stats["events"],
+            **{f"malloc_{k}_mb": v for k, v in malloc_stats().items()}})
 
     def run(self) -> None:
         self.sample()
@@ -123,9 +124,13 @@ def plot(samples: list[dict], warmup_s: float, growth: float, path: Path) -> Non
 
     t = [s["t_s"] / 60 for s in samples]
     fig, (a, b, c) = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
-    a.plot(t, [s["rss_mb"] for s in samples], color="tab:blue")
+    a.plot(t, [s["rss_mb"] for s in samples], color="tab:blue", label="RSS")
+    if "malloc_in_use_mb" in samples[0]:
+        a.plot(t, [s["malloc_in_use_mb"] + s["malloc_mmapped_mb"] for s in samples],
+               color="tab:orange", lw=1, label="held by malloc (in use + mmapped)")
+        a.legend(loc="lower right", fontsize=8)
     a.axvline(warmup_s / 60, color="grey", ls="--", lw=0.8)
-    a.set_ylabel("RSS (MiB)")
+    a.set_ylabel("MiB")
     a.set_title(f"soak: {len(samples)} samples, RSS growth after warm-up {growth * 100:.1f}%")
     b.plot(t, [100 * s["arena_used"] for s in samples], ".", ms=3, label="at the sample")
     b.plot(t, [100 * s["arena_peak"] for s in samples], color="tab:red", lw=1,
@@ -164,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples-out", type=Path, default=None, help="write the samples as JSON")
     p.add_argument("--default-malloc", action="store_true",
                    help="leave glibc's malloc arenas as they are (the run before the fix)")
+    p.add_argument("--keep-garbage", action="store_true",
+                   help="do not free what each session left in reference cycles (before the fix)")
     args = p.parse_args(argv)
     if not args.default_malloc:
         limit_malloc_arenas()  # as the CLI does (voice_agent/memory.py)
@@ -211,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             result = run_session(
                 source_factory=lambda c, pcm=pcm: WavSource.from_pcm(pcm, c, pad_silence_s=1.0),
                 config=config, models=Models(llm=args.llm), out_dir=out, view=view,
-                decoder=decoder, whisper=whisper, tts=tts, clock=clock)
+                decoder=decoder, whisper=whisper, tts=tts, clock=clock,
+                release_memory=not args.keep_garbage)
             written = count_lines(out / "trace.jsonl")
             totals["emitted"] += emitted[0]
             totals["written"] += written

@@ -1,22 +1,47 @@
-"""Native memory of a long-running process: fewer glibc malloc arenas.
+"""Native memory of a long-running process: what a finished session leaves behind.
 
-Every session starts about eight threads (ASR, TTS, model worker, sink ticker, turn
-policy, executor, onnxruntime pools). glibc gives threads that allocate at the same time
-their own arenas, up to eight per core, and an arena keeps what was freed in it for its
-next user. Sessions back to back then spread whisper's, piper's and torch's working sets
-over more and more arenas, and RSS climbs for many sessions. With two arenas an 8-session
-probe of short conversations stayed flat after the first session (without: +6 %); the
-30-minute soak still grows (docs/reliability.md, "Soak"), so this is a mitigation, not the
-fix. The big buffers are mmap'd anyway, so the extra lock contention is small.
+A session builds an object graph with reference cycles (the session, its listener, TTS
+worker, sink, tasks and callbacks refer to each other). Those objects hold native memory
+that the Python heap does not see: onnxruntime sessions (the Smart Turn model, loaded
+per listener), ctranslate2 buffers, audio arrays, the report's Agg canvas. CPython frees
+cycles only in a full (generation 2) collection, and with the hundreds of thousands of
+long-lived objects that torch and transformers create, it runs one only every several
+sessions. Measured on the soak (docs/reliability.md, "Soak"): each session left ~16 000
+unreachable objects holding ~54 MiB of malloc'd memory, so RSS climbed for minutes and
+dropped once in a while. ``release_session_memory`` collects them when a session is over
+and hands the freed pages back to the kernel.
+
+Two glibc settings help the rest: at most two malloc arenas (each session starts about
+eight threads; glibc would give concurrent ones their own arenas, each keeping its freed
+memory), and ``malloc_trim`` after the collection, because freed chunks below the top of
+a heap are otherwise kept by malloc for reuse and still count in RSS.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
+from typing import Any
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+
+_libc: Any = None
+
+
+def _glibc() -> Any:
+    """glibc, loaded once; None where the C library is not glibc (no mallopt/malloc_trim)."""
+    global _libc
+    if _libc is None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            lib = None
+        # musl and macOS have neither call
+        _libc = lib if lib is not None and hasattr(lib, "mallopt") and hasattr(
+            lib, "malloc_trim") else False
+    return _libc or None
 
 
 def limit_malloc_arenas(n: int = 2) -> bool:
@@ -24,9 +49,38 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     user set ``MALLOC_ARENA_MAX`` (theirs wins). Call it before threads start."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, int(n)))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return bool(libc and libc.mallopt(M_ARENA_MAX, int(n)))
+
+
+def release_session_memory() -> int:
+    """Free what a finished session left in reference cycles, then return free heap pages
+    to the kernel. Returns the number of unreachable objects collected. Call it between
+    sessions (it takes ~0.1-0.3 s with torch loaded), never inside a turn."""
+    found = gc.collect()
+    libc = _glibc()
+    if libc:
+        libc.malloc_trim(0)
+    return found
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def malloc_stats() -> dict[str, float]:
+    """glibc's own account, in MiB: ``in_use`` (malloc'd, not freed, in the heaps),
+    ``mmapped`` (big blocks malloc mapped on their own), ``free`` (freed, kept in the
+    heaps). Empty where glibc (2.33+, ``mallinfo2``) is not there. For diagnosis: RSS
+    that grows with ``in_use`` + ``mmapped`` is memory something still holds."""
+    libc = _glibc()
+    fn = getattr(libc, "mallinfo2", None) if libc else None
+    if fn is None:
+        return {}
+    fn.restype = _MallInfo2
+    info = fn()
+    mib = 2.0 ** 20
+    return {"in_use": round(info.uordblks / mib, 1), "mmapped": round(info.hblkhd / mib, 1),
+            "free": round(info.fordblks / mib, 1)}

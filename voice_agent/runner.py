@@ -185,14 +185,34 @@ def run_session(*, source_factory: Any, config: Config, models: Models, out_dir:
                 sink_kind: str = "wav", echo_possible: bool = False, view: Any = None,
                 write_out_wav: bool = True, output_device: str | int | None = None,
                 decoder: Any = None, whisper: Any = None, tts: Any = None,
-                clock: SessionClock | None = None) -> RunResult:
+                clock: SessionClock | None = None, release_memory: bool = True) -> RunResult:
     """Load the models, warm them up, run one session over the source, write the files.
 
     ``decoder`` (an Engine or Baseline), ``whisper`` (a WhisperModel) and ``tts`` (a
     PiperTts) may be given already loaded, to share them across sessions. ``clock``: a
     ``SessionClock`` (sub)class instance, e.g. a faster one for soak runs; it is started
-    when the warm-ups are done.
+    when the warm-ups are done. When the session is over (returned or raised), what it
+    left in reference cycles is freed at once (memory.py), so that a process running
+    sessions back to back (soak, eval, a long-lived caller) keeps a flat RSS;
+    ``release_memory=False`` leaves that to Python's collector (the soak's "before").
     """
+    from voice_agent.memory import release_session_memory
+
+    try:
+        return _run_session(
+            source_factory=source_factory, config=config, models=models, out_dir=out_dir,
+            sink_kind=sink_kind, echo_possible=echo_possible, view=view,
+            write_out_wav=write_out_wav, output_device=output_device, decoder=decoder,
+            whisper=whisper, tts=tts, clock=clock)
+    finally:
+        if release_memory:  # the session's objects are unreachable only from here
+            release_session_memory()
+
+
+def _run_session(*, source_factory: Any, config: Config, models: Models, out_dir: Path,
+                 sink_kind: str, echo_possible: bool, view: Any, write_out_wav: bool,
+                 output_device: str | int | None, decoder: Any, whisper: Any, tts: Any,
+                 clock: SessionClock | None) -> RunResult:
     from voice_agent.asr import Listener
     from voice_agent.asr.config import ListenConfig
     from voice_agent.asr.whisper import load_whisper
