@@ -235,6 +235,8 @@ def _hub_like(role: str, name: str) -> bool:
 
 def _resolve_embedded(role: str, name: str, entry: dict[str, Any]) -> ResolvedModel:
     desc = entry.get("description", "")
+    if role == "llm" and "adapter" in entry:  # a LoRA adapter shipped in this repo
+        return _resolve_adapter(name, entry)
     if role in ("llm", "turn"):  # one weight file each
         path = _embedded_file(entry, role, name)
         return ResolvedModel(role, name, "embedded", path, desc, path.stat().st_size, True)
@@ -251,6 +253,18 @@ def _resolve_embedded(role: str, name: str, entry: dict[str, Any]) -> ResolvedMo
         _embedded_file(entry, role, name)
         path = package_dir(entry["module"]) / entry["dir"]
     return ResolvedModel(role, name, "embedded", path, desc, _dir_size(path), True)
+
+
+def _resolve_adapter(name: str, entry: dict[str, Any]) -> ResolvedModel:
+    """The adapter folder (repo's models/, not VOICE_AGENT_MODELS_DIR: it is versioned with
+    the code) after both of its files matched the manifest; the base resolves on load."""
+    path = repo_root() / "models" / entry["adapter"]
+    for fname, key in (("adapter_model.safetensors", "sha256"), ("adapter_config.json", "config_sha256")):
+        f = path / fname
+        if not f.is_file():
+            raise ModelError(f"llm '{name}': {f} is missing (the adapter ships in the repository)")
+        verify_sha256(f, entry[key])
+    return ResolvedModel("llm", name, "embedded", path, entry.get("description", ""), _dir_size(path), True)
 
 
 def _join_parts(name: str, entry: dict[str, Any]) -> Path:
@@ -325,6 +339,15 @@ def load_llm(name: str | None = None, device: str = "cpu", dtype: Any = None) ->
 
     dtype = dtype or torch.float32
     resolved = resolve_model("llm", name, device=device)
+    entry = load_manifest()["llm"].get("embedded", {}).get(resolved.name, {})
+    if resolved.source == "embedded" and "adapter" in entry:
+        from voice_agent.adapters import merge_adapter
+
+        # Merged once here: the engine then runs a plain model, no per-step LoRA cost.
+        model, tokenizer = load_llm(entry["base"], device, dtype)
+        model = merge_adapter(model, resolved.path).to(device).eval()
+        model.config.voice_agent_name = resolved.name
+        return model, tokenizer
     path = resolved.path
     if path.suffix == ".gguf":
         path = _converted_gguf(resolved)
