@@ -60,3 +60,44 @@ def test_serve_ray_without_ray_installed_is_one_error_line():
     assert r.stderr.strip().splitlines() == [
         "error: serve --ray needs Ray Serve, which is not installed: pip install "
         "'voice-agent[scale]' (from a checkout: pip install '.[scale]')"], r.stderr
+
+
+def _run_guard(app_messages, client_leaves=False, scope_type="websocket"):
+    """Drive ReplicaLossGuard around an app that sends ``app_messages`` then returns."""
+    import asyncio
+
+    from voice_agent.server.ray_proxy import ReplicaLossGuard
+
+    sent = []
+
+    async def app(scope, receive, send):
+        if client_leaves:
+            await receive()
+        for m in app_messages:
+            await send(m)
+
+    async def receive():
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(m):
+        sent.append(m)
+
+    asyncio.run(ReplicaLossGuard(app)({"type": scope_type}, receive, send))
+    return sent
+
+
+def test_proxy_guard_closes_a_socket_its_replica_left_open_with_an_error():
+    sent = _run_guard([{"type": "websocket.accept"}])
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert '"replica_lost"' in sent[1]["text"] and sent[2]["code"] == 1011
+
+
+def test_proxy_guard_leaves_normal_ends_alone():
+    closed = [{"type": "websocket.accept"}, {"type": "websocket.close", "code": 1000}]
+    assert _run_guard(closed) == closed  # the replica closed it
+    assert _run_guard([{"type": "websocket.accept"}], client_leaves=True) == [
+        {"type": "websocket.accept"}]  # the client left
+    assert _run_guard([{"type": "websocket.close", "code": 1008}]) == [
+        {"type": "websocket.close", "code": 1008}]  # refused before accept
+    http = [{"type": "http.response.start", "status": 200}]
+    assert _run_guard(http, scope_type="http") == http

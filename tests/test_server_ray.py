@@ -112,7 +112,9 @@ def test_two_sessions_land_on_two_replicas_and_a_dead_replica_ends_only_its_sess
         done = c.of("response.done")[0]["response"]
         assert done["status"] == "completed"
         assert c.of("conversation.item.input_audio_transcription.completed")
-    assert b.close_code != 1000  # b's replica died: not a normal close
+    # b's replica died: the proxy's guard (ray_proxy.py) said so, then closed with 1011
+    assert b.close_code == 1011, b.close_code
+    assert b.of("error")[-1]["error"]["code"] == "replica_lost"
     # a's session folder was written by its replica, and the trace says which one
     a_id = a.of("session.created")[0]["session"]["id"]
     lines = (out / a_id / "trace.jsonl").read_text().splitlines()

@@ -27,6 +27,7 @@ from typing import Any
 from voice_agent.config import Config
 from voice_agent.errors import VoiceAgentError
 from voice_agent.runner import Models
+from voice_agent.server.ray_proxy import CALLBACK_PATH
 from voice_agent.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ DEPLOYMENT_NAME = "VoiceAgentServer"
 # Page loads and /health probes are requests too; a replica takes this many besides its
 # sessions, so a full replica still answers them (and refuses a session with server_busy).
 HTTP_SLACK = 4
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 INSTALL_HINT = "pip install 'voice-agent[scale]' (from a checkout: pip install '.[scale]')"
 
 
@@ -298,6 +300,9 @@ class RayServer:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": not self.quiet,
                                   "logging_level": logging.WARNING if self.quiet else logging.INFO}
         if self.plan.address is None:
+            # The cluster's processes inherit this environment: the proxy then ends a dead
+            # replica's sockets with an error event (ray_proxy.py). A user's own callback wins.
+            os.environ.setdefault(PROXY_CALLBACK_ENV, CALLBACK_PATH)
             # A local cluster sized for the replicas asked for: Ray places actors by these
             # logical CPUs, so more than the machine has is allowed (they share the cores).
             need = (self.plan.max_replicas or self.plan.replicas) * self.plan.cpus
