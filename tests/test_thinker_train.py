@@ -150,11 +150,13 @@ def test_five_steps_on_the_tiny_model_write_an_adapter_that_merges_exactly(tiny_
     assert [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()] == [5]
 
     x = torch.tensor([tiny_llm[1].encode("I have a dog and two cats. How many animals?")])
-    unmerged = load_adapter(load_llm("tiny")[0], out / "adapter")
-    merged = merge_adapter(load_llm("tiny")[0], out / "adapter")
+    # float64, so that the check measures the merge and not fp32 rounding (about 1e-5 on
+    # logits of size 5 is float32's own noise for two orders of the same sums)
+    unmerged = load_adapter(load_llm("tiny")[0].double(), out / "adapter")
+    merged = merge_adapter(load_llm("tiny")[0].double(), out / "adapter")
     with torch.no_grad():
         a, b = unmerged(input_ids=x).logits, merged(input_ids=x).logits
-        base = tiny_llm[0](input_ids=x).logits
+        base = tiny_llm[0](input_ids=x).logits.double()
     assert (a - b).abs().max().item() <= 1e-5
     assert (a - base).abs().max().item() > 1e-4  # the adapter changed something
 
