@@ -79,12 +79,9 @@ class ScalePlan:
 
 def deployment_options(plan: ScalePlan) -> dict[str, Any]:
     """The options of the Serve deployment (``serve.deployment(**options)``)."""
-    actor: dict[str, Any] = {
-        "num_cpus": plan.cpus,
-        # glibc reads this at process start: the replica gets the same two malloc arenas
-        # the CLI asks for in-process (voice_agent/memory.py), before any thread exists.
-        "runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "2"}},
-    }
+    # No runtime_env here: a replica with one needs a fresh worker process (Ray keys
+    # workers by it) instead of one the cluster already started, seconds more per replica.
+    actor: dict[str, Any] = {"num_cpus": plan.cpus}
     if plan.gpus:
         actor["num_gpus"] = plan.gpus
     options: dict[str, Any] = {
@@ -163,6 +160,11 @@ class ReplicaServer:
                  stop: Any = None) -> None:
         from ray import serve
 
+        from voice_agent.memory import limit_malloc_arenas
+
+        # As the CLI does (memory.py); here Ray's threads exist already, so this caps the
+        # arenas our sessions' threads create rather than all of them.
+        limit_malloc_arenas()
         self.replica = serve.get_replica_context().replica_tag
         self.settings = dataclasses.replace(settings, replica=self.replica)
         self.config, self.models, self.stop = config, models, stop
