@@ -51,8 +51,11 @@ from voice_agent.trace import SessionClock  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SETTINGS = {
-    "model": VadConfig(),  # the defaults: ask once per pause, check the words, then the limit
-    "model_audio_only": VadConfig(turn_text=False),  # the model's verdict alone
+    # the defaults: ask once per pause, an unsure "complete" waits longer, the words are
+    # checked, then the limit
+    "model": VadConfig(),
+    "model_audio_only": VadConfig(turn_text=False, turn_unsure_margin=0.0),  # the verdict alone
+    "model_no_unsure": VadConfig(turn_unsure_margin=0.0),  # the words checked, no unsure wait
     "model_recheck": VadConfig(turn_recheck_ms=500),  # ask again every 500 ms of silence
     "hangover": VadConfig(turn_model="none"),
 }

@@ -60,7 +60,9 @@ class TranscriptCollector:
         elif isinstance(ev, TurnDecision):
             p = "" if ev.probability is None else f"P(complete) {ev.probability:.2f}, "
             verdict = "turn ends" if ev.complete else "keeps listening"
-            self._say(ev.t, "turn", f"{p}{verdict} ({ev.by}, {ev.audio_t - ev.speech_end:.2f} s silence)")
+            why = f": {ev.reason}" if ev.reason else ""
+            self._say(ev.t, "turn", f"{p}{verdict} ({ev.by}{why}, "
+                                    f"{ev.audio_t - ev.speech_end:.2f} s silence)")
         elif isinstance(ev, AsrCommit):
             self._say(ev.t, "commit", repr(ev.text))
         elif isinstance(ev, AsrPartial):
