@@ -101,3 +101,19 @@ def test_proxy_guard_leaves_normal_ends_alone():
         {"type": "websocket.close", "code": 1008}]  # refused before accept
     http = [{"type": "http.response.start", "status": 200}]
     assert _run_guard(http, scope_type="http") == http
+
+
+def test_serve_ray_on_a_taken_port_is_one_error_line_before_any_cluster_starts():
+    import socket
+
+    pytest.importorskip("ray", reason="the [scale] extra")  # without it: the test above
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "run_assistant.py", "serve", "--ray", "--llm", "tiny",
+                            "--port", str(port)], cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+    lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("note:")]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: cannot listen on 127.0.0.1:{port}"), r.stderr

@@ -193,9 +193,11 @@ class ReplicaServer:
             logger.info("replica %s: stop signal lost (%s)", self.replica, first_line(e))
             return
         sessions = self.served.state.sessions if self.served is not None else {}
-        for conn in list(sessions.values()):
-            conn.end(CLOSE_GOING_AWAY, "server shutting down")
         while sessions:  # each writes its trace and report, then leaves the dict
+            # again each round: the proxy may still hand this replica a session meanwhile
+            for conn in list(sessions.values()):
+                if not conn.stop.is_set():  # one already ending keeps its own close code
+                    conn.end(CLOSE_GOING_AWAY, "server shutting down")
             await asyncio.sleep(0.1)
         await self.stop.done.remote(self.replica)
 
