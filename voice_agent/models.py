@@ -22,6 +22,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
     import tomli as tomllib
 
+from voice_agent.cachefiles import atomic_write_text, build_lock
 from voice_agent.errors import ModelError
 from voice_agent.quiet import quiet_loading
 
@@ -94,10 +95,7 @@ def verify_sha256(path: Path, expected: str) -> None:
         )
     stamps[key] = expected
     try:
-        stamp_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stamp_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(stamps, indent=1))
-        tmp.replace(stamp_file)
+        atomic_write_text(stamp_file, json.dumps(stamps, indent=1))
     except OSError:
         pass  # a read-only models/ only costs a re-hash next time
 
@@ -271,9 +269,14 @@ def _join_parts(name: str, entry: dict[str, Any]) -> Path:
     """Join a model.bin shipped in parts into models/, once; the joined hash is checked."""
     out = models_dir() / entry["cache_dir"]
     target = out / "model.bin"
-    if target.exists():
-        verify_sha256(target, entry["joined_sha256"])
-        return out
+    with build_lock(out):  # another process may be joining it right now: wait, then reuse
+        if not target.exists():
+            _join_into(name, entry, out, target)
+    verify_sha256(target, entry["joined_sha256"])
+    return out
+
+
+def _join_into(name: str, entry: dict[str, Any], out: Path, target: Path) -> None:
     parts = [_embedded_file(part, "asr", name) for part in entry["parts"]]
     extra = entry["extra_files"]
     src_dir = package_dir(extra["module"]) / extra["dir"]
@@ -289,8 +292,6 @@ def _join_parts(name: str, entry: dict[str, Any]) -> Path:
     for fname in extra["names"]:
         shutil.copy2(src_dir / fname, out / fname)
     tmp.replace(target)
-    verify_sha256(target, entry["joined_sha256"])
-    return out
 
 
 def _download(role: str, name: str, tried: list[str]) -> ResolvedModel:
@@ -363,14 +364,21 @@ def load_llm(name: str | None = None, device: str = "cpu", dtype: Any = None) ->
 
 
 def _converted_gguf(resolved: ResolvedModel) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     entry = load_manifest()["llm"]["embedded"].get(resolved.name, {})
     out = models_dir() / entry.get("cache_dir", resolved.path.stem)
     stamp = out / "source.sha256"
     sha = entry.get("sha256") or sha256_file(resolved.path)
     if stamp.exists() and stamp.read_text().strip() == sha:
         return out
+    with build_lock(out):  # another process may be converting it right now: wait, then reuse
+        if not (stamp.exists() and stamp.read_text().strip() == sha):
+            _convert_gguf(resolved, out, sha)
+    return out
+
+
+def _convert_gguf(resolved: ResolvedModel, out: Path, sha: str) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     print(f"converting {resolved.path.name} to safetensors under {out} (once; about 20 s)…",
           file=sys.stderr)
     kw = {"gguf_file": resolved.path.name}
@@ -390,7 +398,6 @@ def _converted_gguf(resolved: ResolvedModel) -> Path:
     (tmp / "source.sha256").write_text(sha)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
-    return out
 
 
 def describe_all(names: dict[str, str | None] | None = None) -> list[dict[str, Any]]:

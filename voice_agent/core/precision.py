@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from voice_agent.cachefiles import atomic_write_text
 from voice_agent.errors import VoiceAgentError
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -371,10 +372,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 def _write_cache(path: Path, table: dict[str, Any]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(table, indent=1))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(table, indent=1))
     except OSError:
         pass  # a read-only home: auto measures again next time, nothing else is lost
 
