@@ -360,9 +360,10 @@ class RayServer:
         try:
             if self._deployed:
                 self.end_sessions()
-            if self._started_cluster:
-                serve.shutdown()
-            else:
+            # A cluster this object started goes down with ray.shutdown() below, replicas
+            # included (their sessions have ended); serve.shutdown() first would only
+            # wait on Serve's controller and log its killed tasks.
+            if not self._started_cluster:
                 serve.delete(APP_NAME)  # leave someone else's cluster (and its Serve) running
         except Exception as e:  # noqa: BLE001 - shutting down must not hide the real error
             logger.warning("Serve shutdown: %s", first_line(e))
