@@ -196,6 +196,21 @@ def test_an_unsure_complete_waits_a_longer_pause(whisper_model, smart_turn):
     assert len(of(events, AsrFinal)) == 1 and of(events, TurnDecision)[-1].complete
 
 
+def test_a_transcript_that_never_comes_ends_at_the_limit_and_says_so(whisper_model, smart_turn):
+    clock, events = SimClock(), []
+    listener = Listener(whisper_model, clock, ListenConfig(vad=VadConfig(turn_limit_ms=600)),
+                        emit=events.append, threaded=False, turn_model=smart_turn)
+    listener.turn.text_ending = lambda speech_end: None  # a recogniser far behind the audio
+    for frame in WavSource(SAMPLES / "capital_of_france.wav", clock, pad_silence_s=0.2):
+        listener.feed(frame)
+    listener.end_of_input()
+    listener.close()
+    decision, = of(events, TurnDecision)
+    end, = of(events, VadEnd)
+    assert decision.by == "limit" and decision.probability > 0.9 and "late" in decision.reason
+    assert end.t - end.audio_t == pytest.approx(0.6, abs=0.021)
+
+
 def test_no_transcript_check_without_a_speculative_pass(whisper_model, smart_turn):
     from voice_agent.asr.config import AsrConfig
 

@@ -75,7 +75,9 @@ class TurnDecision(Event):
     # model said complete, the transcript at the pause reads cut off: keep listening) |
     # limit (the long silence limit) | hangover (no model)
     by: str = ""
-    reason: str = ""  # with by="text": why the transcript reads cut off (asr/endings.py); by="unsure": the wait
+    # with by="text": why the transcript reads cut off (asr/endings.py); by="unsure": the
+    # wait; by="limit": a "complete" that waited for the words in vain (probability set)
+    reason: str = ""
     ms: float = 0.0  # model compute time
     utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "turn.decision"

@@ -226,9 +226,14 @@ class TurnPolicy:
         return c.turn_pause_ms + self._asked * c.turn_recheck_ms
 
     def closed_by_vad(self, t: float, audio_t: float, last_voiced_end: float) -> None:
-        """The VAD closed speech on its own (the long limit, or the plain hangover)."""
+        """The VAD closed speech on its own (the long limit, or the plain hangover). A
+        "complete" still waiting for the words (a recogniser that lags the audio by more
+        than the limit) is named, with its probability, so the trace shows why."""
+        held, self._held = self._held, None
         self.emit(TurnDecision(t=t, audio_t=round(audio_t, 3), speech_end=round(last_voiced_end, 3),
-                               probability=None, complete=True, by=self.by_limit,
+                               probability=None if held is None else round(held[0], 4),
+                               complete=True, by=self.by_limit,
+                               reason="" if held is None else "the words at the pause came too late",
                                utterance=self._utterance))
 
     def _audio(self) -> np.ndarray:
