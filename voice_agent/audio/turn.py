@@ -22,10 +22,10 @@ asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
   turn ends after the fixed ``hangover_ms``, as before the model existed; a model that
   fails while running falls back the same way, with one warning.
 
-Each decision is a ``turn.decision`` event: who decided (model, text, limit, hangover),
-the probability, and the audio time (unsure: waits longer; text: the words read cut off). The recogniser's speculative final pass starts at the
-VAD's pause hint (``pause_ms`` ≤ ``turn_pause_ms``), so by the time the model says
-"complete" the final hypothesis is mostly decoded already.
+Each decision is a ``turn.decision`` event: who decided (model, unsure, text, limit,
+hangover), the probability, the audio time and, for text, the reason. The recogniser's
+speculative final pass starts at the VAD's pause hint (``pause_ms`` ≤ ``turn_pause_ms``),
+so by the time the model says "complete" the final hypothesis is mostly decoded already.
 
 Barge-in does not use the model: an interruption is decided by speech that lasts (and,
 with speakers, by recognised words that are not our echo), not by whether the
@@ -96,7 +96,7 @@ class TurnPolicy:
         self.text_ending = text_ending if config.turn_text else None
         # a "complete" verdict waiting for the transcript or an unsure verdict's longer
         # pause: (probability, audio heard to, audio time before which it cannot end)
-        self._held: tuple[float, float, float] | None = None
+        self._held: tuple[float, float, float | None] | None = None
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="turn")
                       if threaded and model is not None else None)
         self._pending: Future | None = None  # a model call in flight on the pool
@@ -176,7 +176,7 @@ class TurnPolicy:
             self._decide(heard_to, last_voiced_end, p, False, "unsure",
                          f"waits for {c.turn_unsure_ms} ms of silence")
         if complete and (unsure or self.text_ending is not None):
-            not_before = last_voiced_end + (c.turn_unsure_ms / 1000 if unsure else 0.0)
+            not_before = last_voiced_end + c.turn_unsure_ms / 1000 if unsure else None
             self._held = (p, heard_to, not_before)
             return self._settle(frame, last_voiced_end)
         self._decide(heard_to, last_voiced_end, p, complete, "model")
@@ -199,10 +199,11 @@ class TurnPolicy:
                 self._held = None
                 self._decide(heard_to, last_voiced_end, p, False, "text", reason)
                 return False
-        if frame.end_t < not_before - 1e-9:
+        if not_before is not None and frame.end_t < not_before - 1e-9:
             return False
-        self._held = None
-        self._decide(frame.end_t if not_before else heard_to, last_voiced_end, p, True, "model")
+        self._held = None  # an unsure verdict ends on the frame that completed its pause
+        self._decide(heard_to if not_before is None else frame.end_t, last_voiced_end, p, True,
+                     "model")
         return True
 
     def wait(self, timeout: float | None = None) -> None:
@@ -230,10 +231,10 @@ class TurnPolicy:
         "complete" still waiting for the words (a recogniser that lags the audio by more
         than the limit) is named, with its probability, so the trace shows why."""
         held, self._held = self._held, None
+        late = "" if held is None else "the words at the pause came too late"
         self.emit(TurnDecision(t=t, audio_t=round(audio_t, 3), speech_end=round(last_voiced_end, 3),
                                probability=None if held is None else round(held[0], 4),
-                               complete=True, by=self.by_limit,
-                               reason="" if held is None else "the words at the pause came too late",
+                               complete=True, by=self.by_limit, reason=late,
                                utterance=self._utterance))
 
     def _audio(self) -> np.ndarray:
