@@ -109,6 +109,14 @@ def create_app(settings: ServerSettings, host: Any = None,
                 await ws.close(code=1011, reason="internal error")
         finally:
             app.state.sessions.pop(sid, None)
+            del conn  # the session's object graph is cyclic garbage from here
+            if not app.state.sessions:
+                # Free it now (memory.py): ~50 MiB of native memory per session otherwise
+                # waits for a rare full collection. Only when no session is live, because
+                # a collection holds the GIL for ~0.1-0.3 s, which a live turn would feel.
+                from voice_agent.memory import release_session_memory
+
+                release_session_memory()
 
     return app
 
