@@ -97,9 +97,13 @@ def run_ray(args: argparse.Namespace, settings: Any) -> int:
     import threading
 
     from voice_agent.runner import noise_note
-    from voice_agent.server.ray_serve import RayServer, ScalePlan, check_models, out_dir, require_ray
+    from voice_agent.server.ray_serve import (
+        RayServer, ScalePlan, check_models, check_port, out_dir, require_ray,
+    )
 
     require_ray()  # the missing extra is one line, before anything else happens
+    if settings.port:  # a taken port too, before models are resolved (tiny is built then)
+        check_port(settings.host, settings.port)
     config, models = session_config(args)
     if args.ray_address is None:  # the replicas load from this machine: check it has them
         check_models(config, models)
