@@ -400,6 +400,16 @@ def _convert_gguf(resolved: ResolvedModel, out: Path, sha: str) -> None:
     tmp.replace(out)
 
 
+def llm_engine_defaults(name: str | None) -> dict[str, Any]:
+    """Engine settings an embedded LLM's manifest entry asks for (``engine = {...}``): a
+    model trained to answer the control question need not be released by a timeout."""
+    try:
+        name = name or default_name("llm")
+        return dict(load_manifest()["llm"].get("embedded", {}).get(name, {}).get("engine", {}))
+    except ModelError:
+        return {}
+
+
 def describe_all(names: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
     """One row per role for `run_assistant.py models`; failures become rows, not crashes."""
     rows = []

@@ -33,6 +33,13 @@ VOICE_ENGINE_DEFAULTS = {"max_thoughts": 384, "max_answer": 160, "max_listen_tho
                          "max_writer_wait": 12}
 
 
+def voice_engine_defaults(llm: str | None) -> dict[str, Any]:
+    """The voice defaults, then what the LLM's manifest entry sets (models/manifest.toml)."""
+    from voice_agent.models import llm_engine_defaults
+
+    return {**VOICE_ENGINE_DEFAULTS, **llm_engine_defaults(llm)}
+
+
 class NothingHeardError(VoiceAgentError):
     """The input held no speech the recogniser could turn into words."""
 

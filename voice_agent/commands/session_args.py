@@ -6,7 +6,7 @@ import argparse
 
 from voice_agent.config import Config, load_config
 from voice_agent.errors import VoiceAgentError
-from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models
+from voice_agent.runner import Models, voice_engine_defaults
 from voice_agent.session import MODES
 
 
@@ -42,7 +42,7 @@ def session_config(args: argparse.Namespace) -> tuple[Config, Models]:
         args.config, args.set,
         runtime={"device": args.device, "dtype": args.dtype, "torch_threads": args.threads},
         session={"mode": args.mode, "headphones": args.headphones or None},
-        defaults={"engine": dict(VOICE_ENGINE_DEFAULTS)},  # below the TOML file, not above it
+        defaults={"engine": voice_engine_defaults(args.llm)},  # below the TOML file, not above it
     )
     if args.profile:
         from voice_agent.core.profile import read_profile, with_profile

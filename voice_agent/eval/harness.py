@@ -41,9 +41,9 @@ class EvalOptions:
 
 def engine_settings(opts: EvalOptions) -> dict[str, Any]:
     """The session's voice budgets, with the command's overrides."""
-    from voice_agent.runner import VOICE_ENGINE_DEFAULTS
+    from voice_agent.runner import voice_engine_defaults
 
-    s = dict(VOICE_ENGINE_DEFAULTS)
+    s = voice_engine_defaults(opts.llm)
     if opts.max_thoughts is not None:
         s["max_thoughts"] = opts.max_thoughts
         s["max_listen_thoughts"] = min(s["max_listen_thoughts"], opts.max_thoughts)
