@@ -272,6 +272,7 @@ class Engine(DecoderBase):
         logits, _ = self._prefill("question", self.layout.control, self.question_ids, logits=True)
         self.arena.clear("question")
         p_yes, p_no, yes = control_decision(logits[0], self.prompts.yes_ids, self.prompts.no_ids)
+        yes = yes and p_yes >= self.config.control_min_yes
         if yes:
             self._release_writer()
         else:
