@@ -69,13 +69,12 @@ def test_chunks_stream_to_the_sink_with_timings_and_events(voice) -> None:
     ready = [e for e in events if isinstance(e, TtsChunkReady)]
     assert [e.index for e in ready] == [c.index for c in chunks]
     assert [e.text for e in ready] == [c.text for c in chunks]
-    for e in ready:
-        assert 0 < e.synth_s < e.audio_s  # faster than real time, per chunk
+    for e in ready:  # speed is bench/tts.py's business: a busy machine may be slower
+        assert e.synth_s > 0 and e.audio_s > 0 and e.first_audio_s <= e.synth_s
     starts = [e.t for e in events if isinstance(e, AudioPlayStart)]
     ends = [e.t for e in events if isinstance(e, AudioPlayEnd)]
     assert len(starts) == len(ends) == len(chunks)
     timings = list(worker.timings)
-    assert timings[0].first_audio_s < 1.0
     audio, rate = sink.timeline()
     total = sum(t.audio_s for t in timings)
     assert rate == RATE
