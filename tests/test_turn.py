@@ -146,6 +146,7 @@ def test_transcript_endings_follow_the_language():
 LEAP_CLIP = REPO / "assets" / "turns" / "leap_p.flac"  # "How many days are there in | a leap year?"
 
 
+@pytest.mark.heavy  # a whole clip through whisper: ~8 s
 def test_model_says_complete_but_the_words_are_cut_off(whisper_model, smart_turn):
     """Smart Turn is sure the espeak voice finished at "... there in" (p > 0.9); the
     hypothesis at the pause ends in an ellipsis, so the turn goes on: one question."""
@@ -186,6 +187,7 @@ def test_finished_turn_waits_only_for_the_hypothesis_at_the_pause(whisper_model,
     assert final.t == pytest.approx(end.t, abs=1e-6)
 
 
+@pytest.mark.heavy  # a whole clip through whisper: ~8 s
 def test_an_unsure_complete_waits_a_longer_pause(whisper_model, smart_turn):
     """At the comma of "What is seven times eight, and how do you know?" the model gives
     0.56: a coin toss. It waits turn_unsure_ms instead of ending, the user goes on, and

@@ -14,7 +14,7 @@ import numpy as np
 from voice_agent.asr.config import ListenConfig
 from voice_agent.asr.endings import unfinished_ending
 from voice_agent.asr.streaming import StreamingAsr
-from voice_agent.asr.utterance import AsrStats
+from voice_agent.asr.utterance import AsrStats, Heard
 from voice_agent.asr.whisper import WhisperDecoder, load_whisper
 from voice_agent.audio.frames import FRAME_S, AudioFrame, frame_rms
 from voice_agent.audio.smart_turn import SmartTurn
@@ -66,9 +66,13 @@ class Listener:
         # the transcript check needs a hypothesis that heard the pause: the speculative
         # pass makes one (without it, e.g. the cascade baseline, every turn would wait)
         text_ending = self._text_ending if config.asr.speculative_final else None
+        turn_threaded = threaded if turn_threaded is None else turn_threaded
+        # A source faster than real time (the turn model inline, the recogniser on its
+        # thread) waits for the words of a pause, as it waits for the model's verdict:
+        # otherwise the audio races past the turn limit before the decode is done.
+        self._wait_for_words = threaded and not turn_threaded
         self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit,
-                               threaded=threaded if turn_threaded is None else turn_threaded,
-                               text_ending=text_ending)
+                               threaded=turn_threaded, text_ending=text_ending)
         self.vad = Vad(config.vad, hangover_ms=self.turn.vad_limit_ms)
         self.utterance = 0
         self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded)
@@ -129,10 +133,16 @@ class Listener:
         recogniser heard this utterance up to ``speech_end`` plus the final's tail (what
         the speculative pass decodes); then why its text reads cut off, or ""."""
         heard = self.asr.heard
-        if heard.utterance != self.utterance or \
-                heard.until < speech_end + self.config.asr.final_tail_s - 1e-9:
+        if not self._covers(heard, speech_end) and self._wait_for_words:
+            self.asr.wait_idle(30.0)
+            heard = self.asr.heard
+        if not self._covers(heard, speech_end):
             return None
         return unfinished_ending(heard.text, self.config.asr.language)
+
+    def _covers(self, heard: Heard, speech_end: float) -> bool:
+        return heard.utterance == self.utterance and \
+            heard.until >= speech_end + self.config.asr.final_tail_s - 1e-9
 
     def _end(self, d: VadEnd) -> VadEnd:
         d = dataclasses.replace(d, utterance=self.utterance)
