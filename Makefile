@@ -55,10 +55,12 @@ install-test: $(VENV)/.installed-test $(VENV)/.installed-sound $(VENV)/.installe
 demo: install
 	$(BIN)/python run_assistant.py replay $(SAMPLE) --mode $(MODE)
 
-# Fast suite first, then the heavy marker in its own bounded step (CI runs both).
+# Fast suite first, then the heavy marker in its own bounded step (CI runs both). Most
+# heavy tests wait on real-time audio, so two workers (one test file each at a time:
+# module fixtures stay shared) overlap the waits.
 test: install-test
 	$(BIN)/python -m pytest -q -m "not heavy" --timeout 300 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -m heavy --timeout 600 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m heavy --timeout 600 -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not heavy" $(PYTEST_ARGS)
