@@ -11,7 +11,7 @@ import pytest
 from server_rig import REPO
 from voice_agent.errors import VoiceAgentError
 from voice_agent.server.ray_serve import (
-    HTTP_SLACK, ScalePlan, deployment_options, first_line, replica_error,
+    HTTP_SLACK, ScalePlan, add_replica_route, deployment_options, first_line, replica_error,
 )
 
 
@@ -117,3 +117,25 @@ def test_serve_ray_on_a_taken_port_is_one_error_line_before_any_cluster_starts()
     lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("note:")]
     assert r.returncode != 0 and len(lines) == 1, r.stderr
     assert lines[0].startswith(f"error: cannot listen on 127.0.0.1:{port}"), r.stderr
+
+
+def test_replica_info_asks_for_the_token_when_the_server_has_one():
+    """`GET /replica` names a process and a host: with --token it is not public."""
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from voice_agent.server.settings import ServerSettings
+
+    for token, headers, status in [(None, {}, 200), ("s3cret", {}, 401),
+                                   ("s3cret", {"Authorization": "Bearer nope"}, 401),
+                                   ("s3cret", {"Authorization": "Bearer s3cret"}, 200)]:
+        app = FastAPI()
+        app.state.sessions = {}
+        replica = SimpleNamespace(replica="r1", settings=ServerSettings(token=token), host=None)
+        add_replica_route(app, replica)
+        r = TestClient(app).get("/replica", headers=headers)
+        assert r.status_code == status, (token, headers, r.text)
+        if status == 200:
+            assert r.json()["replica"] == "r1" and r.json()["pid"] > 0

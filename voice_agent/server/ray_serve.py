@@ -207,15 +207,25 @@ class ReplicaServer:
 
 
 def add_replica_route(app: Any, replica: ReplicaServer) -> None:
-    """``GET /replica``: which replica answered, its process and memory (ops, the bench)."""
+    """``GET /replica``: which replica answered, its process and memory (ops, the bench).
+    It names a process and a host, so with ``--token`` it asks for the token too."""
+    from fastapi import Request
     from fastapi.responses import JSONResponse
 
-    @app.get("/replica")
-    async def replica_info() -> Any:
+    from voice_agent.server.app import token_ok
+
+    async def replica_info(request: Request) -> Any:
+        token = replica.settings.token
+        if token and not token_ok(request.headers, request.query_params, token):
+            return JSONResponse({"error": "missing or wrong token"}, status_code=401)
         return JSONResponse({"replica": replica.replica, "pid": os.getpid(),
                              "node": socket.gethostname(), "rss_mb": round(rss_mb(), 1),
                              "sessions": len(app.state.sessions),
                              "load_s": round(getattr(replica.host, "load_s", 0.0), 2)})
+
+    # the class itself, not the postponed string: FastAPI cannot see this function's imports
+    replica_info.__annotations__["request"] = Request
+    app.get("/replica")(replica_info)
 
 
 def rss_mb(pid: int | str = "self") -> float:
