@@ -256,8 +256,10 @@ def _resolve_embedded(role: str, name: str, entry: dict[str, Any]) -> ResolvedMo
 def _resolve_adapter(name: str, entry: dict[str, Any]) -> ResolvedModel:
     """The adapter folder (repo's models/, not VOICE_AGENT_MODELS_DIR: it is versioned with
     the code) after both of its files matched the manifest; the base resolves on load."""
+    from voice_agent.adapters import CONFIG, WEIGHTS  # the file names peft writes and reads
+
     path = repo_root() / "models" / entry["adapter"]
-    for fname, key in (("adapter_model.safetensors", "sha256"), ("adapter_config.json", "config_sha256")):
+    for fname, key in ((WEIGHTS, "sha256"), (CONFIG, "config_sha256")):
         f = path / fname
         if not f.is_file():
             raise ModelError(f"llm '{name}': {f} is missing (the adapter ships in the repository)")
@@ -368,11 +370,14 @@ def _converted_gguf(resolved: ResolvedModel) -> Path:
     out = models_dir() / entry.get("cache_dir", resolved.path.stem)
     stamp = out / "source.sha256"
     sha = entry.get("sha256") or sha256_file(resolved.path)
-    if stamp.exists() and stamp.read_text().strip() == sha:
-        return out
-    with build_lock(out):  # another process may be converting it right now: wait, then reuse
-        if not (stamp.exists() and stamp.read_text().strip() == sha):
-            _convert_gguf(resolved, out, sha)
+
+    def converted() -> bool:
+        return stamp.exists() and stamp.read_text().strip() == sha
+
+    if not converted():
+        with build_lock(out):  # another process may be converting it now: wait, then reuse
+            if not converted():
+                _convert_gguf(resolved, out, sha)
     return out
 
 
