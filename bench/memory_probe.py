@@ -30,7 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from voice_agent.memory import limit_malloc_arenas, malloc_stats  # noqa: E402
+from voice_agent.memory import (  # noqa: E402
+    fix_malloc_thresholds,
+    limit_malloc_arenas,
+    malloc_stats,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 WORDS = ("the train arrives at platform seven and the weather today is sunny with a light "
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.warm < 1 or args.rounds < 1 or args.per < 1:
         raise SystemExit("error: --warm, --rounds and --per must be at least 1")
     limit_malloc_arenas()  # as the CLI does
+    fix_malloc_thresholds()
     import torch
 
     torch.set_num_threads(1)

@@ -50,7 +50,11 @@ from voice_agent.audio import SAMPLE_RATE  # noqa: E402
 from voice_agent.audio.sources import WavSource  # noqa: E402
 from voice_agent.audio.wav import read_wav  # noqa: E402
 from voice_agent.config import load_config  # noqa: E402
-from voice_agent.memory import limit_malloc_arenas, malloc_stats  # noqa: E402
+from voice_agent.memory import (  # noqa: E402
+    fix_malloc_thresholds,
+    limit_malloc_arenas,
+    malloc_stats,
+)
 from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, build_decoder, run_session  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 
@@ -230,12 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--png", type=Path, default=None, help="write the curves here")
     p.add_argument("--samples-out", type=Path, default=None, help="write the samples as JSON")
     p.add_argument("--default-malloc", action="store_true",
-                   help="leave glibc's malloc arenas as they are (the run before the fix)")
+                   help="leave glibc's malloc arenas and thresholds as they are (before the fix)")
     p.add_argument("--keep-garbage", action="store_true",
                    help="do not free what each session left in reference cycles (before the fix)")
     args = p.parse_args(argv)
+    # what this run's malloc was, so that runs compare (docs/reliability.md, "Soak")
+    malloc = {"arenas_limited": False, "thresholds_fixed": False,
+              "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "")}
     if not args.default_malloc:
-        limit_malloc_arenas()  # as the CLI does (voice_agent/memory.py)
+        malloc["arenas_limited"] = limit_malloc_arenas()  # as the CLI does (memory.py)
+        malloc["thresholds_fixed"] = fix_malloc_thresholds()
 
     import torch
 
@@ -327,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                     "end": last["threads"],
                     "max": max(s["threads"] for s in samples)},
         "arena_peak": max(s["arena_peak"] for s in samples),
-        "samples": len(samples),
+        "samples": len(samples), "malloc": malloc,
     }
     if args.samples_out:
         args.samples_out.parent.mkdir(parents=True, exist_ok=True)

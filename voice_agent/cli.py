@@ -36,9 +36,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voice_agent.memory import limit_malloc_arenas
+    from voice_agent.memory import fix_malloc_thresholds, limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread starts: less native-memory creep (memory.py)
+    fix_malloc_thresholds()  # no heap fragmentation from glibc's sliding mmap threshold
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, DEFAULT_COMMAND)

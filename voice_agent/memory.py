@@ -25,7 +25,10 @@ import gc
 import os
 from typing import Any
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+# glibc's mallopt parameter numbers (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 _libc: Any = None
 
@@ -51,6 +54,34 @@ def limit_malloc_arenas(n: int = 2) -> bool:
         return False
     libc = _glibc()
     return bool(libc and libc.mallopt(M_ARENA_MAX, int(n)))
+
+
+def _user_set(tunable: str, env_var: str) -> bool:
+    """Whether the user chose this malloc setting before the process started, by
+    ``GLIBC_TUNABLES`` (``glibc.malloc.<tunable>=...``) or glibc's older env variable."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    named = {item.split("=", 1)[0].strip() for item in tunables.split(":") if item}
+    return f"glibc.malloc.{tunable}" in named or bool(os.environ.get(env_var))
+
+
+def fix_malloc_thresholds(mmap_threshold: int = 128 * 1024,
+                          trim_threshold: int = 128 * 1024) -> bool:
+    """Fix glibc's mmap and trim thresholds; False where that is not glibc or the user set
+    both (theirs win, each on its own). Call it at process start, before big buffers exist.
+
+    Setting either by ``mallopt`` turns off glibc's dynamic threshold, which is the point:
+    by default, each freed mmap'd block raises the mmap threshold to its size (up to 32 MiB),
+    so later audio arrays, whisper windows and piper buffers of that size come from the heap
+    instead, fragment it and stay in RSS after ``malloc_trim``. The defaults are glibc's own
+    starting values, kept fixed (docs/reliability.md, "Soak", runs E and F)."""
+    libc = _glibc()
+    if not libc:
+        return False
+    wanted = [(M_MMAP_THRESHOLD, mmap_threshold, "mmap_threshold", "MALLOC_MMAP_THRESHOLD_"),
+              (M_TRIM_THRESHOLD, trim_threshold, "trim_threshold", "MALLOC_TRIM_THRESHOLD_")]
+    todo = [(param, value) for param, value, tunable, env in wanted if not _user_set(tunable, env)]
+    # mallopt returns 1 on success, 0 for a value glibc refuses (mmap above 32 MiB)
+    return bool(todo) and all(libc.mallopt(param, int(value)) == 1 for param, value in todo)
 
 
 def release_session_memory() -> int:

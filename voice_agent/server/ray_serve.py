@@ -160,11 +160,12 @@ class ReplicaServer:
                  stop: Any = None) -> None:
         from ray import serve
 
-        from voice_agent.memory import limit_malloc_arenas
+        from voice_agent.memory import fix_malloc_thresholds, limit_malloc_arenas
 
         # As the CLI does (memory.py); here Ray's threads exist already, so this caps the
         # arenas our sessions' threads create rather than all of them.
         limit_malloc_arenas()
+        fix_malloc_thresholds()
         self.replica = serve.get_replica_context().replica_tag
         self.settings = dataclasses.replace(settings, replica=self.replica)
         self.config, self.models, self.stop = config, models, stop
