@@ -107,11 +107,17 @@ _COUNT_ALL = {"object"}  # "how many objects": everything listed counts, as in p
 
 
 def counting(rng: random.Random, digits: bool) -> Task:
+    """A list of items, some of another category, and "how many <category>?".
+
+    The thoughts copy each item as it was said (so the model finds its place in the list by
+    copying, not by memory), write its count in digits and add it to the running total as
+    an explicit sum ("4 plus 3 is 7"): a small model gets written sums right far more
+    often than sums it must carry silently from item to item."""
     cat = rng.choice(list(CATEGORIES))
     plural, items = CATEGORIES[cat]
-    n_items = rng.randint(2, 9)
+    n_items = rng.randint(2, 10)
     others = [c for c in CATEGORIES if c != cat and c not in _COUNT_ALL]
-    n_distract = 0 if cat in _COUNT_ALL or rng.random() < 0.3 else rng.randint(1, min(3, n_items - 1))
+    n_distract = 0 if cat in _COUNT_ALL or rng.random() < 0.25 else rng.randint(1, min(4, n_items - 1))
     pool = rng.sample(items, min(len(items), n_items - n_distract))
     picked = [(s, p, cat) for s, p in pool]
     for _ in range(n_distract):
@@ -122,7 +128,7 @@ def counting(rng: random.Random, digits: bool) -> Task:
     rng.shuffle(picked)
     entries = []
     for s, p, c in picked:
-        n = 1 if rng.random() < 0.65 else rng.randint(2, 5)
+        n = 1 if rng.random() < 0.6 else rng.randint(2, 5)
         entries.append((n, s, p, c))
     phrases = [f"{say_count(n, digits, s[0] in 'aeiou')} {s if n == 1 else p}" for n, s, p, _ in entries]
     listed = join_list(phrases, rng)
@@ -134,15 +140,18 @@ def counting(rng: random.Random, digits: bool) -> Task:
         "Count the {c} for me: {l}.",
         "In the shed I keep {l}. How many {c} do I keep there?",
         "So I have {l}, how many {c} do I have",
+        "We bought {l}. How many {c} did we buy?",
+        "On the table there are {l}. How many {c} are on the table?",
     ]).format(l=listed, c=plural)
+    article = "an" if cat[0] in "aeiou" else "a"
     steps, total = [f"Counting {plural}."], 0
     for (n, s, p, c), phrase in zip(entries, phrases):
-        name = phrase if not digits else f"{n} {s if n == 1 else p}"
         if c == cat or cat in _COUNT_ALL:
+            steps.append(f"{phrase}: {n}, total {n}." if total == 0
+                         else f"{phrase}: {n}, {total} plus {n} is {total + n}.")
             total += n
-            steps.append(f"{name}: {n}, total {total}.")
         else:
-            steps.append(f"{name}: not {'an' if cat[0] in 'aeiou' else 'a'} {cat}, skip.")
+            steps.append(f"{phrase}: not {article} {cat}.")
     known = len(steps)
     word = CATEGORIES[cat][0] if total != 1 else cat
     steps.append(f"So {total} {word}.")
@@ -286,61 +295,85 @@ def clock(rng: random.Random, digits: bool) -> Task:
 _HEADINGS = ("north", "east", "south", "west")
 _TURNS = {"right": 1, "around": 2, "left": 3}
 _ABS = {"forward": (0, 1), "backward": (0, -1), "right": (1, 0), "left": (-1, 0)}
-
-
-def _signed(a: int, n: int, sign: int) -> str:
-    return f"{a} {'plus' if sign > 0 else 'minus'} {n} is {a + sign * n}"
+_OPPOSITE = {"forward": "backward", "left": "right", "north": "south", "east": "west"}
 
 
 def _steps_word(n: int, digits: bool) -> str:
     return f"{say(n, digits)} step" + ("" if n == 1 else "s")
 
 
+def _net(moves: list[tuple[str, int]]) -> dict[str, int]:
+    """Steps walked per direction (a compass heading, or a body direction when facing one
+    way); turns only change the heading."""
+    tally: dict[str, int] = {}
+    face = 0
+    for kind, n in moves:
+        if kind == "turn":
+            face = (face + n) % 4
+        else:
+            where = _HEADINGS[face] if kind == "step" else kind
+            tally[where] = tally.get(where, 0) + n
+    return tally
+
+
+def _home(moves: list[tuple[str, int]]) -> bool:
+    t = _net(moves)
+    return all(t.get(a, 0) == t.get(b, 0) for a, b in _OPPOSITE.items())
+
+
+def _chunks(n: int, rng: random.Random) -> list[int]:
+    """``n`` steps said as moves of at most ten, as people give directions."""
+    out = []
+    while n > 10 or (n > 1 and out == [] and rng.random() < 0.3):
+        k = rng.randint(1, min(10, n - 1))
+        out.append(k)
+        n -= k
+    return out + [n] if n else out
+
+
 def walking(rng: random.Random, digits: bool) -> Task:
-    """Moves on a grid; half the time extra moves bring the walker back to the start."""
+    """Moves on a grid, facing one way or turning; half the time the walk ends at the start.
+
+    The thoughts keep one tally per direction, each only ever added to ("west 3 plus 4 is
+    7"), and compare opposite tallies at the end: a small model adds small numbers far more
+    reliably than it keeps signed coordinates."""
     heading_style = rng.random() < 0.5
-    back = rng.random() < 0.5
-    moves: list[tuple[str, int]] = []  # ("turn", k) | ("step", n) | (direction, n)
-    for _ in range(rng.randint(1, 5 if heading_style else 7)):
-        if heading_style:
-            if rng.random() < 0.45:
-                moves.append(("turn", rng.choice([1, 2, 3])))
-            moves.append(("step", rng.randint(1, 10)))
-        else:
-            moves.append((rng.choice(list(_ABS)), rng.randint(1, 10)))
-
-    def walk(ms: list[tuple[str, int]]) -> tuple[int, int, int]:
-        x = y = face = 0
-        for kind, n in ms:
-            if kind == "turn":
-                face = (face + n) % 4
-            elif kind == "step":
-                dx, dy = [(0, 1), (1, 0), (0, -1), (-1, 0)][face]
-                x, y = x + dx * n, y + dy * n
+    back = rng.random() < 0.65  # 30% of these become near misses: about half end at the start
+    for _ in range(100):
+        moves: list[tuple[str, int]] = []  # ("turn", k) | ("step", n) | (direction, n)
+        for _ in range(rng.randint(1, 5)):
+            if heading_style:
+                if rng.random() < 0.5:
+                    moves.append(("turn", rng.choice([1, 2, 3])))
+                moves.append(("step", rng.randint(1, 10)))
             else:
-                dx, dy = _ABS[kind]
-                x, y = x + dx * n, y + dy * n
-        return x, y, face
-
-    if back:  # append moves that cancel the displacement
-        x, y, face = walk(moves)
-        if heading_style:
-            for want, n in ((1 if x < 0 else 3, abs(x)), (0 if y < 0 else 2, abs(y))):
-                if n:
-                    if want != face:
-                        moves.append(("turn", (want - face) % 4))
-                        face = want
-                    moves.append(("step", n))
-        else:
-            if x:
-                moves.append(("left" if x > 0 else "right", abs(x)))
-            if y:
-                moves.append(("backward" if y > 0 else "forward", abs(y)))
-            rng.shuffle(moves)  # order never matters when facing one way
-    elif walk(moves)[:2] == (0, 0):
-        moves.append(("step", 1) if heading_style else ("right", 1))
-    if not moves:
-        moves.append(("step", 1) if heading_style else ("forward", 1))
+                moves.append((rng.choice(list(_ABS)), rng.randint(1, 10)))
+        if back:  # add moves that undo the walk so far
+            t = _net(moves)
+            if heading_style:
+                face = sum(n for k, n in moves if k == "turn") % 4
+                for a, b in (("north", "south"), ("east", "west")):
+                    d = t.get(a, 0) - t.get(b, 0)
+                    if d:
+                        want = _HEADINGS.index(b if d > 0 else a)
+                        if want != face:
+                            moves.append(("turn", (want - face) % 4))
+                            face = want
+                        moves += [("step", k) for k in _chunks(abs(d), rng)]
+                if rng.random() < 0.25:
+                    moves.append(("turn", rng.choice([1, 2, 3])))  # a last turn changes nothing
+            else:
+                for a, b in (("forward", "backward"), ("right", "left")):
+                    d = t.get(a, 0) - t.get(b, 0)
+                    moves += [(b if d > 0 else a, k) for k in _chunks(abs(d), rng)]
+                rng.shuffle(moves)  # order never matters when facing one way
+            if rng.random() < 0.3:  # a near miss: one count off by a little
+                i = rng.choice([j for j, (k, _) in enumerate(moves) if k != "turn"])
+                k, n = moves[i]
+                moves[i] = (k, n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
+        if 2 <= len(moves) <= 9 and (moves[0][0] != "turn" or len(moves) > 2):
+            break
+    home = _home(moves)
 
     said = []
     for kind, n in moves:
@@ -357,29 +390,29 @@ def walking(rng: random.Random, digits: bool) -> Task:
         "{lead}{m} Am I back where I started?",
         "If I do this, am I back at the start? {lead}{m}",
         "Do these instructions bring you back to your starting point? {lead}{m}",
+        "Here are some directions. {lead}{m} Do they lead back to the starting spot?",
+        "Tell me if I return to where I began if I do the following. {lead}{m}",
     ]).format(lead=lead, m=" ".join(said))
 
-    steps = ["Start at x 0, y 0" + (", facing north." if heading_style else ".")]
-    x = y = face = 0
+    steps = ["Facing north." if heading_style else "Facing forward all the time."]
+    tally: dict[str, int] = {}
+    face = 0
     for kind, n in moves:
         if kind == "turn":
             face = (face + n) % 4
             steps.append(f"Turn {[k for k, v in _TURNS.items() if v == n][0]}: facing {_HEADINGS[face]}.")
             continue
-        if kind == "step":
-            dx, dy = [(0, 1), (1, 0), (0, -1), (-1, 0)][face]
-            where = _HEADINGS[face]
-        else:
-            dx, dy = _ABS[kind]
-            where = kind
-        if dx:
-            steps.append(f"{n} {where}: x {_signed(x, n, dx)}.")
-        else:
-            steps.append(f"{n} {where}: y {_signed(y, n, dy)}.")
-        x, y = x + dx * n, y + dy * n
-    home = (x, y) == (0, 0)
+        where = _HEADINGS[face] if kind == "step" else kind
+        had = tally.get(where, 0)
+        tally[where] = had + n
+        steps.append(f"{n} {where}: {where} {n}." if not had
+                     else f"{n} {where}: {where} {had} plus {n} is {had + n}.")
+    for a, b in _OPPOSITE.items():
+        if (a in ("forward", "left")) != heading_style:
+            x, y = tally.get(a, 0), tally.get(b, 0)
+            steps.append(f"{a.capitalize()} {x}, {b} {y}: " + ("equal." if x == y else "not equal."))
     known = len(steps)
-    steps.append(f"End at x {x}, y {y}: " + ("the start. Yes." if home else "not the start. No."))
+    steps.append("So yes, back at the start." if home else "So no, not back at the start.")
     answer = ("Yes, you end up back where you started." if home
               else "No, you don't end up where you started.")
     return Task("walking", q, tuple(steps), known, answer, "yes" if home else "no",
@@ -449,7 +482,7 @@ GENERATORS: dict[str, Callable[[random.Random, bool], Task]] = {
     "comparison": comparison,
 }
 # How often each family is drawn: the two the evaluation measures come up most.
-WEIGHTS = {"counting": 3, "arithmetic": 2, "clock": 1.5, "walking": 3, "comparison": 1}
+WEIGHTS = {"counting": 4, "arithmetic": 1, "clock": 1, "walking": 4, "comparison": 0.7}
 
 
 # ---------------------------------------------------------------- sets
