@@ -56,6 +56,73 @@ def test_malloc_arenas_are_limited_unless_the_user_chose(monkeypatch):
         assert limit_malloc_arenas() is True
 
 
+def test_malloc_thresholds_are_fixed_unless_the_user_chose(monkeypatch):
+    import platform
+
+    from voice_agent.memory import fix_malloc_thresholds
+
+    on_glibc = platform.libc_ver()[0] == "glibc"
+    for var in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(var, raising=False)
+    # the user's settings win, each on its own: with both chosen there is nothing to set
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=262144:"
+                       "glibc.pthread.stack_cache_size=0:glibc.malloc.trim_threshold=262144")
+    assert fix_malloc_thresholds() is False
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "262144")
+    assert fix_malloc_thresholds() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")  # one left to us: we set that one
+    assert fix_malloc_thresholds() is on_glibc
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    # the values this process already runs with (the CLI's), so later tests see no change
+    assert fix_malloc_thresholds() is on_glibc
+
+
+# Frees a 1 MiB block three times and counts, each time, whether malloc mmap'd it.
+_SLIDING_PROBE = """
+import ctypes, json, sys
+from voice_agent.memory import _MallInfo2, _glibc, fix_malloc_thresholds
+libc = _glibc()
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = _MallInfo2
+fixed = fix_malloc_thresholds() if sys.argv[1] == "fix" else None
+mapped = []
+for _ in range(3):
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(1 << 20)
+    mapped.append(libc.mallinfo2().hblks - before)
+    libc.free(block)
+print(json.dumps({"fixed": fixed, "mapped": mapped}))
+"""
+
+
+def test_fixed_mmap_threshold_does_not_slide():
+    """glibc's default raises the mmap threshold to the size of each freed mmap'd block, so
+    the next such buffer comes from the heap (and can pin it); with the threshold fixed,
+    every one is mmap'd and given back whole when freed."""
+    import os
+    import platform
+
+    from voice_agent.memory import fix_malloc_thresholds, malloc_stats
+
+    if platform.libc_ver()[0] != "glibc":
+        assert fix_malloc_thresholds() is False  # nothing to fix, and it says so
+        return
+    assert malloc_stats(), "glibc without mallinfo2 (before 2.33): the probe cannot count"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    runs = {}
+    for mode in ("default", "fix"):
+        proc = subprocess.run([sys.executable, "-c", _SLIDING_PROBE, mode], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[mode] = json.loads(proc.stdout)
+    assert runs["default"]["mapped"] == [1, 0, 0]  # glibc's sliding threshold
+    assert runs["fix"] == {"fixed": True, "mapped": [1, 1, 1]}
+
+
 def _rss_mib() -> float:
     import os
 
