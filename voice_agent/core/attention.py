@@ -212,6 +212,8 @@ def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     plan: StepPlan | None = kwargs.get("block_plan")
     if plan is None:
         return _plain_causal(module, query, key, value, scaling)
+    if hasattr(plan, "attend"):  # a compiled decode step's plan (core/compiled.py)
+        return plan.attend(module, query, key, value, scaling)
     B, H, T, D = query.shape
     kvh = key.shape[1]
     g = H // kvh

@@ -51,8 +51,14 @@ class EngineConfig:
     control_min_yes: float = 0.0
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
+    # off | on: decode steps through one torch.compile graph (core/compiled.py). Off by
+    # default: on a CPU the first steps pay tens of seconds of compiling (docs/performance.md).
+    compile: str = "off"
 
     def __post_init__(self) -> None:
+        from voice_agent.core.compiled import normalize_compile
+
+        object.__setattr__(self, "compile", normalize_compile(self.compile))
         # The answer block is never windowed (core/window.py): an answer budget it cannot
         # hold would end answers by capacity, silently. Refuse it here, by name.
         room = dict(self.capacity).get("answer")

@@ -70,6 +70,11 @@ class Engine(DecoderBase):
             cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim), dtype=p.dtype, device=p.device)
         self.cache = ArenaCache(self.arena)
         self.rope = RopeTables(model)
+        self.compiled = None  # decode steps as one compiled graph (core/compiled.py)
+        if self.config.compile == "on" and not self.config.eager_attention:
+            from voice_agent.core.compiled import CompiledDecode
+
+            self.compiled = CompiledDecode(model, self.arena)
         V = model.get_output_embeddings().out_features  # also for quantised heads
         self.bias = {k: forbid_bias(v, V, p.device) for k, v in self.prompts.forbidden().items()}
         self.writer_stop = self.prompts.writer_stop_ids()
@@ -295,15 +300,18 @@ class Engine(DecoderBase):
             rows.append("thinker"); views.append(self.layout.thinker); ids.append(self.think_pending)
         if self._writer_active():
             rows.append("writer"); views.append(self.layout.writer); ids.append(self.write_pending)
-        plan = make_plan(self.arena, views, 1, self.rope)
-        x = torch.tensor([[i] for i in ids], dtype=torch.long, device=self.device)
-        try:
-            with torch.inference_mode():
-                logits = forward_step(self.model, self.cache, x, plan)
-        except BaseException:
-            for block, start in plan.writes:
-                self.arena.truncate(block, start)
-            raise
+        if self.compiled is not None:  # it undoes its reservations on an error itself
+            logits = self.compiled.step(views, ids)
+        else:
+            plan = make_plan(self.arena, views, 1, self.rope)
+            x = torch.tensor([[i] for i in ids], dtype=torch.long, device=self.device)
+            try:
+                with torch.inference_mode():
+                    logits = forward_step(self.model, self.cache, x, plan)
+            except BaseException:
+                for block, start in plan.writes:
+                    self.arena.truncate(block, start)
+                raise
         toks = self._pick(list(logits), rows)
         self.steps += 1
         self.since_control += 1
