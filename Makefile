@@ -49,8 +49,17 @@ $(VENV)/.installed-browser: | $(BIN)/python
 	    >/dev/null && touch $@) || echo "note: apt-get could not install chromium: the page test will skip"; \
 	else echo "note: chromium missing and no apt-get as root: the page test will skip"; fi
 
+# A C++ compiler for torch.compile's CPU code (tests/test_core_compiled.py, --compile):
+# apt-installed only when missing, as root with apt-get.
+$(VENV)/.installed-cxx: | $(BIN)/python
+	@if command -v g++ >/dev/null 2>&1; then touch $@; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ \
+	    >/dev/null && touch $@) || echo "note: apt-get could not install g++: the compiled-step test will fail"; \
+	else echo "note: g++ missing and no apt-get as root: the compiled-step test will fail"; fi
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test $(VENV)/.installed-sound $(VENV)/.installed-browser
+install-test: $(VENV)/.installed-test $(VENV)/.installed-sound $(VENV)/.installed-browser $(VENV)/.installed-cxx
 
 demo: install
 	$(BIN)/python run_assistant.py replay $(SAMPLE) --mode $(MODE)

@@ -26,6 +26,9 @@ def add_session_arguments(p: argparse.ArgumentParser) -> None:
                                    "measures once per CPU model which is fastest and still "
                                    "agrees with fp32, and caches it")
     p.add_argument("--threads", type=int, help="torch threads for the model (default 1)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="async mode: decode steps through one torch.compile graph "
+                        "(engine.compile=on; the first steps pay the compile)")
     p.add_argument("--headphones", action="store_true",
                    help="no echo reaches the mic: any speech during playback barges in")
     p.add_argument("--config", metavar="FILE.toml", help="settings file (sections: runtime, "
@@ -42,6 +45,7 @@ def session_config(args: argparse.Namespace) -> tuple[Config, Models]:
         args.config, args.set,
         runtime={"device": args.device, "dtype": args.dtype, "torch_threads": args.threads},
         session={"mode": args.mode, "headphones": args.headphones or None},
+        engine={"compile": "on" if args.compile else None},
         defaults={"engine": voice_engine_defaults(args.llm)},  # below the TOML file, not above it
     )
     if args.profile:

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: OpenMP spin-waiting collapses multi-threaded "
                         "GEMMs whenever another process holds a core)")
+    p.add_argument("--compile", action="store_true",
+                   help="decode steps through one torch.compile graph (async mode; the first "
+                        "steps pay the compile, see docs/performance.md)")
     p.add_argument("--profile", metavar="FILE", help="plain text about the user, given to the "
                    "model as the system text")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         out.print("[yellow]note: the tiny model has random weights; everything it says is noise[/]")
     model, tok = load_llm_precise(args.llm, args.device, args.dtype)
     budgets = {k: v for k, v in (("max_thoughts", args.max_thoughts), ("max_answer", args.max_answer)) if v}
-    config = EngineConfig(**budgets)
+    config = EngineConfig(**budgets, compile="on" if args.compile else "auto")
     clock = SessionClock()
     driver = _driver(args.mode, model, tok, config, clock)
     driver.warm_up()

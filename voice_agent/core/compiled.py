@@ -34,7 +34,7 @@ from voice_agent.core.attention import RopeTables, _rotate, check_supported, vie
 from voice_agent.core.kv import BlockArena
 from voice_agent.errors import VoiceAgentError
 
-COMPILE_CHOICES = ("off", "on")
+COMPILE_CHOICES = ("auto", "off", "on")
 SHAPES = ("dynamic", "buckets")
 MIN_BUCKET = 64
 
@@ -44,14 +44,24 @@ class CompileError(VoiceAgentError):
 
 
 def normalize_compile(value: str | bool | None) -> str:
-    """The ``compile`` setting as "off" or "on" (booleans and yes/no/true/false accepted)."""
+    """The ``compile`` setting as "auto", "off" or "on" (booleans and yes/no accepted).
+
+    auto: on where the model runs on CUDA (there the step becomes a CUDA graph, and kernel
+    launches are what a decode step costs), off on a CPU, where the compile takes minutes
+    and pays only at short contexts (docs/performance.md)."""
     if isinstance(value, bool):
         return "on" if value else "off"
-    v = str(value or "off").strip().lower()
+    v = str(value or "auto").strip().lower()
     v = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}.get(v, v)
     if v not in COMPILE_CHOICES:
-        raise CompileError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {value!r}")
+        raise CompileError(f"engine.compile must be one of {', '.join(COMPILE_CHOICES)}, "
+                           f"got {value!r}")
     return v
+
+
+def wanted(setting: str, device: torch.device) -> bool:
+    """Does the ``compile`` setting ask for the compiled step on ``device``?"""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def pad_length(n: int, capacity: int, shapes: str) -> int:
@@ -188,11 +198,24 @@ class CompiledDecode:
         self.mode = mode if mode is not None else ("reduce-overhead" if cuda else None)
         if cuda:  # the arena is updated in place: a CUDA graph must not copy it per replay
             torch._dynamo.mark_static_address(arena.kv)
-        self.compiles = 0      # graphs built (first calls and recompiles)
+        self.compiles = 0      # graph keys met first by this instance
         self._seen: set = set()
         self._sees: dict = {}
-        self._fn = torch.compile(_graph, fullgraph=True, mode=self.mode,
-                                 dynamic=True if self.shapes == "dynamic" else False)
+        self._fn = _compiled_graph(self.mode, self.shapes)
+
+    def warm_up(self, view_sets: Sequence[Sequence[tuple[str, ...]]]) -> None:
+        """Build the graph of each set of row views now, before a clock starts, on a
+        scratch state of the arena (emptied afterwards): a first decode step must not
+        stall a turn for the compile."""
+        arena = self.arena
+        for views in view_sets:
+            arena.reset()
+            for v in views:
+                for b in v[:-1]:
+                    if arena.length[b] == 0:
+                        arena.reserve(b, 1)
+            self.step(views, [0] * len(views))
+        arena.reset()
 
     def step(self, views: Sequence[tuple[str, ...]], ids: Sequence[int]) -> torch.Tensor:
         """Reserve one token per row in its written block, run the step, store its K/V.
@@ -253,6 +276,23 @@ class CompiledDecode:
                                dtype=torch.long, device=dev)
             arena.kv.index_copy_(3, idx, new.to(arena.kv.dtype))
         return logits
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_graph(mode: str | None, shapes: str):
+    """One compiled ``_graph`` per (mode, shapes) in the process: dynamo keeps its graphs
+    on the wrapper, so engines that share a model (the server's sessions) share them."""
+    key = (mode, shapes)
+    if key not in _COMPILED:
+        if shapes == "buckets":
+            # one graph per bucket tuple and view set: more than dynamo's default of 8
+            cfg = torch._dynamo.config
+            cfg.recompile_limit = max(cfg.recompile_limit, 64)
+        _COMPILED[key] = torch.compile(_graph, fullgraph=True, mode=mode,
+                                       dynamic=True if shapes == "dynamic" else False)
+    return _COMPILED[key]
 
 
 def compile_counters() -> dict[str, int]:

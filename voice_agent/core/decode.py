@@ -51,9 +51,9 @@ class EngineConfig:
     control_min_yes: float = 0.0
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
-    # off | on: decode steps through one torch.compile graph (core/compiled.py). Off by
-    # default: on a CPU the first steps pay tens of seconds of compiling (docs/performance.md).
-    compile: str = "off"
+    # auto | off | on: decode steps through one torch.compile graph (core/compiled.py).
+    # auto: on CUDA only (a CUDA graph); on a CPU the compile costs minutes at start-up.
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         from voice_agent.core.compiled import normalize_compile

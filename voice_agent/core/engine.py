@@ -18,11 +18,13 @@ import torch
 
 from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, make_plan
 from voice_agent.core.attention_lse import use_view_attention
+from voice_agent.core.compiled import CompileError, CompiledDecode, wanted
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena
 from voice_agent.core.layout import Layout, Prompts, Template
 from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
+from voice_agent.errors import VoiceAgentError
 from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWindow, LlmWrite
 from voice_agent.trace import SessionClock
 
@@ -71,10 +73,11 @@ class Engine(DecoderBase):
         self.cache = ArenaCache(self.arena)
         self.rope = RopeTables(model)
         self.compiled = None  # decode steps as one compiled graph (core/compiled.py)
-        if self.config.compile == "on" and not self.config.eager_attention:
-            from voice_agent.core.compiled import CompiledDecode
-
-            self.compiled = CompiledDecode(model, self.arena)
+        if wanted(self.config.compile, p.device) and not self.config.eager_attention:
+            try:
+                self.compiled = CompiledDecode(model, self.arena)
+            except CompileError as e:
+                self._compile_failed(e)
         V = model.get_output_embeddings().out_features  # also for quantised heads
         self.bias = {k: forbid_bias(v, V, p.device) for k, v in self.prompts.forbidden().items()}
         self.writer_stop = self.prompts.writer_stop_ids()
@@ -98,6 +101,32 @@ class Engine(DecoderBase):
         """Load ``name`` ("tiny", "embedded", a model name or a path) and build the engine."""
         model, tok = load_model(name, device, dtype)
         return cls(model, tok, config, clock)
+
+    def warm_up(self) -> None:
+        """The base warm-up, and with compile on, every decode graph built now."""
+        super().warm_up()
+        if self.compiled is None:
+            return
+        lay = self.layout
+        try:
+            self.compiled.warm_up([[lay.thinker], [lay.thinker, lay.writer], [lay.writer]])
+        except VoiceAgentError:
+            raise
+        except Exception as e:
+            self._compile_failed(e)
+        self.reset()
+
+    def _compile_failed(self, e: Exception) -> None:
+        """compile=on was asked for by name: one clear error. auto (CUDA): the eager step
+        is always there, and a graph that does not build on this device must not end a
+        session: say so in the log and go on eager."""
+        if self.config.compile == "on":
+            if isinstance(e, CompileError):
+                raise e
+            raise CompileError(f"the compiled decode step failed: {type(e).__name__}: {e}") from None
+        logger.warning("compiled decode step unavailable here, running eager: %s: %s",
+                       type(e).__name__, e)
+        self.compiled = None
 
     # ------------------------------------------------------------ commands
 
@@ -300,9 +329,15 @@ class Engine(DecoderBase):
             rows.append("thinker"); views.append(self.layout.thinker); ids.append(self.think_pending)
         if self._writer_active():
             rows.append("writer"); views.append(self.layout.writer); ids.append(self.write_pending)
+        logits = None
         if self.compiled is not None:  # it undoes its reservations on an error itself
-            logits = self.compiled.step(views, ids)
-        else:
+            try:
+                logits = self.compiled.step(views, ids)
+            except VoiceAgentError:
+                raise
+            except Exception as e:
+                self._compile_failed(e)
+        if logits is None:
             plan = make_plan(self.arena, views, 1, self.rope)
             x = torch.tensor([[i] for i in ids], dtype=torch.long, device=self.device)
             try:

@@ -1,0 +1,174 @@
+"""The compiled decode step (core/compiled.py) against the eager step, on the tiny Qwen3.
+
+The equality test compiles one graph (both rows) with inductor: tens of seconds of C++
+building on a 2-core machine, so it is heavy. The rest is fast.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, make_plan
+from voice_agent.core.compiled import (CompiledDecode, CompileError, compile_counters,
+                                       normalize_compile, pad_length, wanted)
+from voice_agent.core.decode import DEFAULT_CAPACITY, EngineConfig
+from voice_agent.core.kv import ArenaShape, BlockArena
+from voice_agent.core.layout import Layout
+from voice_agent.errors import VoiceAgentError
+
+LAYOUT = Layout()
+# Logits of the compiled step against the eager one, fp32, tiny model: the same math with
+# inductor's fused elementwise code and another summation order (measured max 1e-6 order).
+LOGIT_TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from voice_agent.models import load_llm
+
+    model, tok = load_llm("tiny")
+    m = copy.deepcopy(model).eval()
+    m.config = copy.deepcopy(model.config)  # its own config: the view attention is set on it
+    for mod in m.modules():
+        if hasattr(mod, "config"):
+            mod.config = m.config
+    m.set_attn_implementation("block_view")
+    return m, tok
+
+
+def test_pad_length_dynamic_keeps_two_columns_and_the_capacity():
+    assert pad_length(0, 64, "dynamic") == 2
+    assert pad_length(1, 64, "dynamic") == 2
+    assert pad_length(37, 64, "dynamic") == 37
+    assert pad_length(5, 1, "dynamic") == 1
+
+
+def test_pad_length_buckets_are_powers_of_two_from_64():
+    assert [pad_length(n, 4096, "buckets") for n in (0, 1, 64, 65, 200, 1000)] == \
+        [64, 64, 64, 128, 256, 1024]
+    assert pad_length(3000, 2048, "buckets") == 2048
+
+
+def test_compile_setting_values():
+    assert normalize_compile(True) == "on" and normalize_compile(None) == "auto"
+    assert normalize_compile("Yes") == "on" and normalize_compile("off") == "off"
+    assert EngineConfig(compile=True).compile == "on"
+    # auto: a CUDA graph on CUDA, eager on a CPU (where the compile costs minutes)
+    assert EngineConfig().compile == "auto"
+    assert wanted("auto", torch.device("cuda")) and not wanted("auto", torch.device("cpu"))
+    assert wanted("on", torch.device("cpu")) and not wanted("off", torch.device("cuda"))
+    with pytest.raises(VoiceAgentError, match="engine.compile must be one of off, on"):
+        EngineConfig(compile="fast")
+
+
+def test_config_file_refuses_a_bad_compile_value():
+    from voice_agent.config import load_config
+
+    assert load_config(None, ["engine.compile=on"]).engine.compile == "on"
+    with pytest.raises(VoiceAgentError, match="engine.compile"):
+        load_config(None, ["engine.compile=maybe"])
+
+
+def _arena(model, caps=None) -> BlockArena:
+    c = model.config
+    caps = caps or {**DEFAULT_CAPACITY, "prompt": 256, "listen": 64, "thoughts": 128,
+                    "answer": 64, "question": 32}
+    p = next(model.parameters())
+    return BlockArena(caps, ArenaShape(c.num_hidden_layers, c.num_key_value_heads, c.head_dim),
+                      dtype=p.dtype, device=p.device)
+
+
+def test_int8_weights_are_refused_by_name(tiny):
+    from voice_agent.core.precision import apply_precision
+
+    model = apply_precision(copy.deepcopy(tiny[0]), "int8")
+    with pytest.raises(CompileError, match="int8"):
+        CompiledDecode(model, _arena(model))
+
+
+def test_no_cpp_compiler_is_one_clear_error(tiny, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(CompileError, match="needs a C.. compiler"):
+        CompiledDecode(tiny[0], _arena(tiny[0]))
+
+
+def test_auto_stays_eager_on_a_cpu(tiny):
+    from voice_agent.core.engine import Engine
+
+    assert Engine(tiny[0], tiny[1], EngineConfig()).compiled is None
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("shapes", ["dynamic", "buckets"])
+def test_compiled_step_equals_eager_step(tiny, shapes):
+    """Two rows over two identical arenas, 14 steps feeding the greedy tokens back: the
+    answer block starts empty, the thoughts grow, a row's new token is in the other's
+    view. Tokens identical, logits within LOGIT_TOL, stored K/V equal, one graph (the
+    buckets are CUDA's static shapes, checked here on the CPU)."""
+    compare_steps(tiny[0], shapes, LOGIT_TOL)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA GPU here: the CUDA-graph decode step (compile auto on "
+                           "CUDA: static bucketed shapes, mode reduce-overhead) has not run")
+def test_cuda_graph_step_equals_eager_step_bf16(tiny):
+    from torch._dynamo.utils import counters
+
+    from voice_agent.core.engine import Engine
+
+    model = copy.deepcopy(tiny[0]).to("cuda", torch.bfloat16)
+    eng = Engine(model, tiny[1], EngineConfig())  # auto: compiled on CUDA
+    assert eng.compiled is not None and eng.compiled.shapes == "buckets"
+    assert eng.compiled.mode == "reduce-overhead"
+    compare_steps(model, "buckets", 0.1)  # bf16 logits: the last bits of each sum differ
+    assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
+
+
+def compare_steps(model, shapes: str, tol: float) -> None:
+    torch.manual_seed(0)
+    a, b = _arena(model), _arena(model)
+    a.kv.normal_()
+    b.kv.copy_(a.kv)
+    for arena in (a, b):
+        for block, n in {"prompt": 37, "listen": 11, "think_open": 3, "thoughts": 20,
+                         "writer_split": 6}.items():
+            arena.reserve(block, n)
+    cache, rope = ArenaCache(a), RopeTables(model)
+    compiled = CompiledDecode(model, b, shapes=shapes)
+    graphs0 = compile_counters()["unique_graphs"]
+    views = [LAYOUT.thinker, LAYOUT.writer]
+    ids_a = ids_b = [5, 6]
+    worst = 0.0
+    for step in range(14):
+        plan = make_plan(a, views, 1, rope)
+        with torch.inference_mode():
+            ref = forward_step(model, cache, torch.tensor([[i] for i in ids_a], device=a.kv.device),
+                               plan)
+        got = compiled.step(views, ids_b)
+        worst = max(worst, float((ref - got).abs().max()))
+        ids_a, ids_b = ref.argmax(-1).tolist(), got.argmax(-1).tolist()
+        assert ids_a == ids_b, f"step {step}: greedy tokens differ"
+        assert a.length == b.length
+    assert worst <= tol, worst
+    used = [(a.start[k], a.length[k]) for k in a.length if a.length[k]]
+    for s0, n in used:
+        torch.testing.assert_close(b.kv[..., s0:s0 + n, :], a.kv[..., s0:s0 + n, :],
+                                   rtol=0, atol=tol)
+    # lengths changed every step, the answer block went from empty to 14: still one graph
+    assert compile_counters()["unique_graphs"] - graphs0 == 1
+    assert compiled.compiles == 1
+    # a failed step gives its reservations back
+    before = dict(b.length)
+
+    def broken(*args):
+        raise RuntimeError("the graph failed")
+
+    compiled._fn = broken
+    with pytest.raises(RuntimeError, match="the graph failed"):
+        compiled.step(views, [5, 6])
+    assert b.length == before
