@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float32", help="auto | fp32 (default) | bf16 | int8 (float32, bfloat16 also accepted)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--compile", action="store_true",
+                   help="async mode: decode steps through one torch.compile graph (the "
+                        "warm-up pays the compile)")
     p.add_argument("--json", action="store_true", help="last stdout line: the per-mode figures as JSON")
     p.add_argument("--from-results", metavar="DIR",
                    help="decode nothing: rebuild DIR's summary.md and plots from its results.jsonl "
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     opts = EvalOptions(data=args.data, modes=modes, llm=args.llm, limit=args.limit, offset=args.offset,
                        spoken=args.spoken, seed=args.seed, out=out, max_thoughts=args.max_thoughts,
                        max_answer=args.max_answer, max_steps=args.max_steps, device=args.device,
-                       dtype=args.dtype, threads=args.threads)
+                       dtype=args.dtype, threads=args.threads,
+                       compile="on" if args.compile else "auto")
     console = Console(stderr=True, highlight=False)
     if args.llm == "tiny":
         console.print("[yellow]note: --llm tiny is a random-init test model: its answers are noise[/]")

@@ -37,6 +37,7 @@ class EvalOptions:
     device: str = "cpu"
     dtype: str = "float32"
     threads: int = 1
+    compile: str = "auto"  # engine.compile: async decode steps as one compiled graph
 
 
 def engine_settings(opts: EvalOptions) -> dict[str, Any]:
@@ -49,6 +50,7 @@ def engine_settings(opts: EvalOptions) -> dict[str, Any]:
         s["max_listen_thoughts"] = min(s["max_listen_thoughts"], opts.max_thoughts)
     if opts.max_answer is not None:
         s["max_answer"] = opts.max_answer
+    s["compile"] = opts.compile
     return s
 
 
