@@ -12,8 +12,9 @@ and minor page faults of each workload:
 - ``llm``: prefill of 512 tokens then 32 decode steps of a random Qwen3-shaped model
   (hidden 1024, 4 layers): activations of 2-6 MiB, the case mmap would cost most.
 
-Settings: ``glibc`` (the dynamic threshold, as before), and fixed thresholds in KiB
-(``--kib 128,1024``; 128 is what the product sets). Loading models is not timed.
+Settings: ``glibc`` (the dynamic threshold, as before), and fixed thresholds in KiB,
+``--kib 128,1024`` (mmap and trim threshold alike; 128 is what the product sets) or
+``MMAP/TRIM`` for two values (``128/65536``). Loading models is not timed.
 
     nice -n 10 .venv/bin/python bench/malloc_thresholds.py --repeats 3
 
@@ -68,8 +69,10 @@ def child(setting: str, seed: int) -> dict:
 
     limit_malloc_arenas()  # as the CLI does
     if setting != "glibc":
-        kib = int(setting.rstrip("k"))
-        if not fix_malloc_thresholds(kib * 1024, kib * 1024):
+        mmap_s, _, trim_s = setting.partition("/")
+        mmap_kib = int(mmap_s.rstrip("k"))
+        trim_kib = int(trim_s.rstrip("k")) if trim_s else mmap_kib
+        if not fix_malloc_thresholds(mmap_kib * 1024, trim_kib * 1024):
             raise SystemExit("error: fix_malloc_thresholds refused (not glibc, or "
                              "GLIBC_TUNABLES / MALLOC_*_THRESHOLD_ set)")
     import torch
@@ -103,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.seed)))
         return 0
     try:
-        settings = ["glibc"] + [f"{int(k)}k" for k in args.kib.split(",") if k.strip()]
+        settings = ["glibc"] + ["/".join(f"{int(v)}k" for v in k.split("/"))
+                                for k in args.kib.split(",") if k.strip()]
     except ValueError:
-        raise SystemExit(f"error: --kib wants KiB numbers separated by commas, got {args.kib!r}")
+        raise SystemExit("error: --kib wants KiB numbers (or MMAP/TRIM pairs) separated by "
+                         f"commas, got {args.kib!r}") from None
     if args.repeats < 1:
         raise SystemExit("error: --repeats must be at least 1")
     rows: list[dict] = []
