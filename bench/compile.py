@@ -197,13 +197,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shapes", choices=("dynamic", "buckets"), default="dynamic")
     ap.add_argument("--mode", default=None, help="torch.compile mode (default: inductor's)")
+    ap.add_argument("--regional", action="store_true",
+                    help="compile one decoder layer for all layers instead of the whole step")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     contexts = [int(c) for c in args.contexts.split(",")]
     model = build_model(args)
     ref = build_model(args, view_attention=False)  # the same weights, stock sdpa
     arena = new_arena(model, capacities(contexts, max(args.steps, args.iters) + 8))
-    compiled = CompiledDecode(model, arena, shapes=args.shapes, mode=args.mode)
+    compiled = CompiledDecode(model, arena, shapes=args.shapes, mode=args.mode,
+                              regional=args.regional)
     t0 = time.perf_counter()
     real = realistic_decode(model, compiled, arena, args.steps)
     real["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -214,7 +217,7 @@ def main() -> int:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     real["graphs_after_steady"] = compile_counters()["unique_graphs"]
     setup = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "kv_heads", "head_dim",
-                                           "vocab", "threads", "iters", "steps", "shapes", "mode")}
+                                           "vocab", "threads", "iters", "steps", "shapes", "mode", "regional")}
     setup["torch"] = torch.__version__
     # inductor keeps built code on disk: a second run's compile_s is mostly dynamo tracing
     setup["inductor_cache_dir"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "default (/tmp)")

@@ -104,13 +104,15 @@ def test_auto_stays_eager_on_a_cpu(tiny):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("shapes", ["dynamic", "buckets"])
-def test_compiled_step_equals_eager_step(tiny, shapes):
+@pytest.mark.parametrize("shapes,regional", [("dynamic", False), ("buckets", False),
+                                             ("dynamic", True)])
+def test_compiled_step_equals_eager_step(tiny, shapes, regional):
     """Two rows over two identical arenas, 14 steps feeding the greedy tokens back: the
     answer block starts empty, the thoughts grow, a row's new token is in the other's
     view. Tokens identical, logits within LOGIT_TOL, stored K/V equal, one graph (the
-    buckets are CUDA's static shapes, checked here on the CPU)."""
-    compare_steps(tiny[0], shapes, LOGIT_TOL)
+    buckets are CUDA's static shapes, checked here on the CPU; regional: one layer graph
+    serves both layers)."""
+    compare_steps(tiny[0], shapes, LOGIT_TOL, regional)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
@@ -129,7 +131,7 @@ def test_cuda_graph_step_equals_eager_step_bf16(tiny):
     assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
 
 
-def compare_steps(model, shapes: str, tol: float) -> None:
+def compare_steps(model, shapes: str, tol: float, regional: bool = False) -> None:
     torch.manual_seed(0)
     a, b = _arena(model), _arena(model)
     a.kv.normal_()
@@ -139,7 +141,7 @@ def compare_steps(model, shapes: str, tol: float) -> None:
                          "writer_split": 6}.items():
             arena.reserve(block, n)
     cache, rope = ArenaCache(a), RopeTables(model)
-    compiled = CompiledDecode(model, b, shapes=shapes)
+    compiled = CompiledDecode(model, b, shapes=shapes, regional=regional)
     graphs0 = compile_counters()["unique_graphs"]
     views = [LAYOUT.thinker, LAYOUT.writer]
     ids_a = ids_b = [5, 6]
@@ -155,7 +157,8 @@ def compare_steps(model, shapes: str, tol: float) -> None:
         assert ids_a == ids_b, f"step {step}: greedy tokens differ"
         assert a.length == b.length
     assert worst <= tol, worst
-    print(f"compiled ({shapes}) vs eager: max logit difference {worst:.3g} over 14 steps")
+    print(f"compiled ({shapes}{', regional' if regional else ''}) vs eager: max logit "
+          f"difference {worst:.3g} over 14 steps")
     used = [(a.start[k], a.length[k]) for k in a.length if a.length[k]]
     for s0, n in used:
         torch.testing.assert_close(b.kv[..., s0:s0 + n, :], a.kv[..., s0:s0 + n, :],

@@ -84,7 +84,7 @@ def pad_length(n: int, capacity: int, shapes: str) -> int:
 class DecodePlan:
     """What ``attend`` needs inside the graph; built there, so it is no graph input."""
 
-    kv: torch.Tensor                  # the arena (layers, 2, kv_heads, capacity, D)
+    kv: torch.Tensor                  # this layer's arena slice (2, kv_heads, capacity, D)
     spans: tuple[tuple[int, int], ...]  # per view block: (arena start, columns read)
     new_block: tuple[int, ...]        # per row: index in spans of the block it writes
     q_cos: torch.Tensor               # (nb, 1, B, 1, 1, D) rotation by -offset per block, row
@@ -106,7 +106,7 @@ class DecodePlan:
         qp = query.view(B, kvh, g, T, D).transpose(0, 1)                 # (kvh, B, g, 1, D)
         q_all = _rotate(qp.unsqueeze(0), self.q_cos, self.q_sin)         # (nb, kvh, B, g, 1, D)
         q_all = (q_all * scaling).reshape(len(self.spans), kvh, B * g * T, D)
-        k_layer, v_layer = self.kv[module.layer_idx].unbind(0)           # (kvh, capacity, D)
+        k_layer, v_layer = self.kv.unbind(0)                             # (kvh, capacity, D)
         parts = [torch.bmm(q_all[i], k_layer.narrow(1, s0, n).transpose(1, 2))
                  for i, (s0, n) in enumerate(self.spans)]
         # The step's own tokens, scored with the query rotated for the block each is
@@ -130,20 +130,14 @@ class DecodePlan:
         return out, None
 
 
-def _graph(model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor, pos: torch.Tensor,
-           lens: torch.Tensor, sees: torch.Tensor, starts: tuple[int, ...],
-           new_block: tuple[int, ...], new_seen: tuple[tuple[bool, ...], ...],
-           *ns: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One decode step: (B, V) fp32 logits and the new K/V (layers, 2, kvh, B, D).
-
-    ``pos`` holds, in order, each row's position in its view (B), minus each block's offset
-    per row (nb * B) and minus the written block's offset per row (B). ``lens``: each view
-    block's stored length before this step; ``sees``: (B, nb) whether a row's view holds
-    the block; ``ns``: the columns read per block (padded lengths).
-    """
+def _step_inputs(model: torch.nn.Module, ids: torch.Tensor, pos: torch.Tensor,
+                 lens: torch.Tensor, sees: torch.Tensor,
+                 new_seen: tuple[tuple[bool, ...], ...], ns: tuple[int, ...]):
+    """The embedded tokens, the stock RoPE of their positions, the per-block rotations and
+    the additive mask (B, 1, S + B) of one step (see ``_graph`` for the arguments)."""
     decoder = model.get_decoder()
     rotary = decoder.rotary_emb
-    B, nb = ids.shape[0], len(starts)
+    B, nb = ids.shape[0], len(ns)
     h = decoder.embed_tokens(ids)                                        # (B, 1, hidden)
     cos, sin = rotary(h, pos[:B].view(B, 1))                             # as the stock model
     scale = float(getattr(rotary, "attention_scaling", 1.0) or 1.0)
@@ -156,17 +150,63 @@ def _graph(model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor, pos: tor
         masks.append(valid)
     masks.append(torch.tensor(new_seen, dtype=torch.bool, device=h.device))  # (B, B)
     mask = torch.where(torch.cat(masks, dim=1), 0.0, -math.inf).view(B, 1, -1)
-    plan = DecodePlan(
-        kv=kv, spans=tuple(zip(starts, ns)), new_block=new_block,
-        q_cos=rcos[:nb * B].view(nb, 1, B, 1, 1, D), q_sin=rsin[:nb * B].view(nb, 1, B, 1, 1, D),
-        k_cos=rcos[nb * B:].view(B, 1, 1, D), k_sin=rsin[nb * B:].view(B, 1, 1, D), mask=mask)
-    for layer in decoder.layers:
-        h = layer(h, attention_mask=None, position_embeddings=(cos, sin), block_plan=plan)
-    h = decoder.norm(h)
+    rot = (rcos[:nb * B].view(nb, 1, B, 1, 1, D), rsin[:nb * B].view(nb, 1, B, 1, 1, D),
+           rcos[nb * B:].view(B, 1, 1, D), rsin[nb * B:].view(B, 1, 1, D))
+    return h, cos, sin, rot, mask
+
+
+def _layer_step(layer: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                kv_layer: torch.Tensor, q_cos: torch.Tensor, q_sin: torch.Tensor,
+                k_cos: torch.Tensor, k_sin: torch.Tensor, mask: torch.Tensor,
+                starts: tuple[int, ...], new_block: tuple[int, ...], *ns: int):
+    """One stock decoder layer over the view attention: (h, new keys, new values)."""
+    plan = DecodePlan(kv=kv_layer, spans=tuple(zip(starts, ns)), new_block=new_block,
+                      q_cos=q_cos, q_sin=q_sin, k_cos=k_cos, k_sin=k_sin, mask=mask)
+    h = layer(h, attention_mask=None, position_embeddings=(cos, sin), block_plan=plan)
+    k, v = plan.new_kv[0]
+    return h, k, v
+
+
+def _logits_and_kv(model: torch.nn.Module, h: torch.Tensor, new_kv: list) -> tuple[torch.Tensor, torch.Tensor]:
+    h = model.get_decoder().norm(h)
     logits = model.get_output_embeddings()(h[:, -1]).float()
     new = torch.stack([torch.stack((k[:, :, 0], v[:, :, 0])).transpose(1, 2)
-                       for k, v in plan.new_kv])                         # (L, 2, kvh, B, D)
+                       for k, v in new_kv])                              # (L, 2, kvh, B, D)
     return logits, new
+
+
+def _graph(model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor, pos: torch.Tensor,
+           lens: torch.Tensor, sees: torch.Tensor, starts: tuple[int, ...],
+           new_block: tuple[int, ...], new_seen: tuple[tuple[bool, ...], ...],
+           *ns: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decode step: (B, V) fp32 logits and the new K/V (layers, 2, kvh, B, D).
+
+    ``pos`` holds, in order, each row's position in its view (B), minus each block's offset
+    per row (nb * B) and minus the written block's offset per row (B). ``lens``: each view
+    block's stored length before this step; ``sees``: (B, nb) whether a row's view holds
+    the block; ``ns``: the columns read per block (padded lengths).
+    """
+    h, cos, sin, rot, mask = _step_inputs(model, ids, pos, lens, sees, new_seen, ns)
+    new_kv = []
+    for i, layer in enumerate(model.get_decoder().layers):
+        h, k, v = _layer_step(layer, h, cos, sin, kv[i], *rot, mask, starts, new_block, *ns)
+        new_kv.append((k, v))
+    return _logits_and_kv(model, h, new_kv)
+
+
+def _regional(layer_fn, model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor,
+              pos: torch.Tensor, lens: torch.Tensor, sees: torch.Tensor,
+              starts: tuple[int, ...], new_block: tuple[int, ...],
+              new_seen: tuple[tuple[bool, ...], ...], *ns: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_graph`` with only the decoder layer compiled (``layer_fn``), once for all layers:
+    the stock layers are alike, so one graph serves every layer and the compile costs one
+    layer, not the whole depth; the few ops around the layers run eager."""
+    h, cos, sin, rot, mask = _step_inputs(model, ids, pos, lens, sees, new_seen, ns)
+    new_kv = []
+    for i, layer in enumerate(model.get_decoder().layers):
+        h, k, v = layer_fn(layer, h, cos, sin, kv[i], *rot, mask, starts, new_block, *ns)
+        new_kv.append((k, v))
+    return _logits_and_kv(model, h, new_kv)
 
 
 class CompiledDecode:
@@ -179,10 +219,12 @@ class CompiledDecode:
             (static shapes per power-of-two bucket: what CUDA graphs need).
         mode: torch.compile mode; default "reduce-overhead" (CUDA graphs) on CUDA, else
             inductor's default.
+        regional: compile one decoder layer (shared by all layers) instead of the whole
+            step: a compile as long as one layer's, a few eager ops per layer per step.
     """
 
     def __init__(self, model: torch.nn.Module, arena: BlockArena, *, shapes: str | None = None,
-                 mode: str | None = None) -> None:
+                 mode: str | None = None, regional: bool = False) -> None:
         check_supported(model)
         cuda = arena.kv.device.type == "cuda"
         self.shapes = shapes or ("buckets" if cuda else "dynamic")
@@ -201,7 +243,12 @@ class CompiledDecode:
         self.compiles = 0      # graph keys met first by this instance
         self._seen: set = set()
         self._sees: dict = {}
-        self._fn = _compiled_graph(self.mode, self.shapes)
+        self.regional = regional
+        if regional:
+            layer_fn = _compiled(_layer_step, self.mode, self.shapes)
+            self._fn = lambda *args: _regional(layer_fn, *args)
+        else:
+            self._fn = _compiled(_graph, self.mode, self.shapes)
 
     def warm_up(self, view_sets: Sequence[Sequence[tuple[str, ...]]]) -> None:
         """Build the graph of each set of row views now, before a clock starts, on a
@@ -281,16 +328,16 @@ class CompiledDecode:
 _COMPILED: dict = {}
 
 
-def _compiled_graph(mode: str | None, shapes: str):
-    """One compiled ``_graph`` per (mode, shapes) in the process: dynamo keeps its graphs
-    on the wrapper, so engines that share a model (the server's sessions) share them."""
-    key = (mode, shapes)
+def _compiled(fn, mode: str | None, shapes: str):
+    """One compiled ``fn`` per (mode, shapes) in the process: dynamo keeps its graphs on
+    the wrapper, so engines that share a model (the server's sessions) share them."""
+    key = (fn.__name__, mode, shapes)
     if key not in _COMPILED:
         if shapes == "buckets":
             # one graph per bucket tuple and view set: more than dynamo's default of 8
             cfg = torch._dynamo.config
             cfg.recompile_limit = max(cfg.recompile_limit, 64)
-        _COMPILED[key] = torch.compile(_graph, fullgraph=True, mode=mode,
+        _COMPILED[key] = torch.compile(fn, fullgraph=True, mode=mode,
                                        dynamic=True if shapes == "dynamic" else False)
     return _COMPILED[key]
 
