@@ -11,10 +11,21 @@ unreachable objects holding ~54 MiB of malloc'd memory, so RSS climbed for minut
 dropped once in a while. ``release_session_memory`` collects them when a session is over
 and hands the freed pages back to the kernel.
 
-Two glibc settings help the rest: at most two malloc arenas (each session starts about
+Three glibc settings help the rest: at most two malloc arenas (each session starts about
 eight threads; glibc would give concurrent ones their own arenas, each keeping its freed
-memory), and ``malloc_trim`` after the collection, because freed chunks below the top of
-a heap are otherwise kept by malloc for reuse and still count in RSS.
+memory); ``malloc_trim`` after the collection, because freed chunks below the top of a
+heap are otherwise kept by malloc for reuse and still count in RSS; and fixed mmap and
+trim thresholds (``fix_malloc_thresholds``). By default glibc raises its mmap threshold
+to the size of each mmap'd block that is freed, up to 32 MiB, so after the first few
+sessions whisper's windows, audio arrays and piper's buffers come from the heap and
+fragment it. With the gc fix alone, RSS at session ends took one ~50 MiB step of memory
+malloc does not count as in use, then sat in a +-5 % band (soak runs C and D); with the
+thresholds fixed at glibc's starting 128 KiB it grew 0.5 % over a 30-minute soak (run F;
+the heap-fragmentation reading is inferred from that, not traced). That costs CPU:
+buffers above 128 KiB are fresh mmaps, page-faulted on first touch;
+``bench/malloc_thresholds.py`` measured x1.6-1.7 the CPU time of whisper and piper calls
+against the sliding threshold (x1.5 over its workloads). glibc's thread-stack cache did not need changing (it can only be set before
+the process starts; run F left it at the default).
 """
 
 from __future__ import annotations
@@ -72,8 +83,9 @@ def fix_malloc_thresholds(mmap_threshold: int = 128 * 1024,
     Setting either by ``mallopt`` turns off glibc's dynamic threshold, which is the point:
     by default, each freed mmap'd block raises the mmap threshold to its size (up to 32 MiB),
     so later audio arrays, whisper windows and piper buffers of that size come from the heap
-    instead, fragment it and stay in RSS after ``malloc_trim``. The defaults are glibc's own
-    starting values, kept fixed (docs/reliability.md, "Soak", runs E and F)."""
+    instead and fragment it. The defaults are glibc's own starting values, kept fixed: with
+    them the soak's RSS bound holds (docs/reliability.md, "Soak", runs E and F), at about x1.5
+    the CPU time of whisper and piper (page faults on fresh mmaps; same section)."""
     libc = _glibc()
     if not libc:
         return False
