@@ -60,7 +60,8 @@ def test_compile_setting_values():
     assert EngineConfig().compile == "auto"
     assert wanted("auto", torch.device("cuda")) and not wanted("auto", torch.device("cpu"))
     assert wanted("on", torch.device("cpu")) and not wanted("off", torch.device("cuda"))
-    with pytest.raises(VoiceAgentError, match="engine.compile must be one of auto, off, on"):
+    assert wanted("regional", torch.device("cpu"))
+    with pytest.raises(VoiceAgentError, match="engine.compile must be one of auto, off, on, regional"):
         EngineConfig(compile="fast")
 
 

@@ -34,7 +34,7 @@ from voice_agent.core.attention import RopeTables, _rotate, check_supported, vie
 from voice_agent.core.kv import BlockArena
 from voice_agent.errors import VoiceAgentError
 
-COMPILE_CHOICES = ("auto", "off", "on")
+COMPILE_CHOICES = ("auto", "off", "on", "regional")
 SHAPES = ("dynamic", "buckets")
 MIN_BUCKET = 64
 
@@ -44,11 +44,13 @@ class CompileError(VoiceAgentError):
 
 
 def normalize_compile(value: str | bool | None) -> str:
-    """The ``compile`` setting as "auto", "off" or "on" (booleans and yes/no accepted).
+    """The ``compile`` setting as "auto", "off", "on" or "regional" (booleans and yes/no
+    accepted).
 
     auto: on where the model runs on CUDA (there the step becomes a CUDA graph, and kernel
     launches are what a decode step costs), off on a CPU, where the compile takes minutes
-    and pays only at short contexts (docs/performance.md)."""
+    and pays only at short contexts (docs/performance.md). regional: one decoder-layer
+    graph for all layers: a fraction of the compile, a smaller gain."""
     if isinstance(value, bool):
         return "on" if value else "off"
     v = str(value or "auto").strip().lower()
@@ -61,7 +63,7 @@ def normalize_compile(value: str | bool | None) -> str:
 
 def wanted(setting: str, device: torch.device) -> bool:
     """Does the ``compile`` setting ask for the compiled step on ``device``?"""
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
+    return setting in ("on", "regional") or (setting == "auto" and device.type == "cuda")
 
 
 def pad_length(n: int, capacity: int, shapes: str) -> int:

@@ -51,8 +51,9 @@ class EngineConfig:
     control_min_yes: float = 0.0
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
-    # auto | off | on: decode steps through one torch.compile graph (core/compiled.py).
-    # auto: on CUDA only (a CUDA graph); on a CPU the compile costs minutes at start-up.
+    # auto | off | on | regional: decode steps through one torch.compile graph
+    # (core/compiled.py). auto: on CUDA only (a CUDA graph); on a CPU the compile costs
+    # minutes at start-up. regional: one layer's graph for all layers (less compile, less gain).
     compile: str = "auto"
 
     def __post_init__(self) -> None:

@@ -75,7 +75,8 @@ class Engine(DecoderBase):
         self.compiled = None  # decode steps as one compiled graph (core/compiled.py)
         if wanted(self.config.compile, p.device) and not self.config.eager_attention:
             try:
-                self.compiled = CompiledDecode(model, self.arena)
+                self.compiled = CompiledDecode(model, self.arena,
+                                               regional=self.config.compile == "regional")
             except CompileError as e:
                 self._compile_failed(e)
         V = model.get_output_embeddings().out_features  # also for quantised heads
@@ -117,10 +118,10 @@ class Engine(DecoderBase):
         self.reset()
 
     def _compile_failed(self, e: Exception) -> None:
-        """compile=on was asked for by name: one clear error. auto (CUDA): the eager step
+        """compile on/regional was asked for by name: one clear error. auto (CUDA): the eager step
         is always there, and a graph that does not build on this device must not end a
         session: say so in the log and go on eager."""
-        if self.config.compile == "on":
+        if self.config.compile != "auto":
             if isinstance(e, CompileError):
                 raise e
             raise CompileError(f"the compiled decode step failed: {type(e).__name__}: {e}") from None
