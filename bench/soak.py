@@ -351,4 +351,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from voice_agent.errors import VoiceAgentError
+
+    try:
+        sys.exit(main())
+    except VoiceAgentError as e:  # e.g. a model file that fails its check: one line
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
