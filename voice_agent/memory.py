@@ -84,7 +84,7 @@ def fix_malloc_thresholds(mmap_threshold: int = 128 * 1024,
     by default, each freed mmap'd block raises the mmap threshold to its size (up to 32 MiB),
     so later audio arrays, whisper windows and piper buffers of that size come from the heap
     instead and fragment it. The defaults are glibc's own starting values, kept fixed: with
-    them the soak's RSS bound holds (docs/reliability.md, "Soak", runs E and F), at about x1.5
+    them the soak's RSS bound holds (docs/reliability.md, "Soak", runs E-G), at about x1.5
     the CPU time of whisper and piper (page faults on fresh mmaps; same section)."""
     libc = _glibc()
     if not libc:
