@@ -164,3 +164,19 @@ def test_release_session_memory_frees_native_memory_held_in_a_cycle():
         assert _rss_mib() < held - 48
     finally:
         gc.enable()
+
+
+def test_only_long_running_commands_fix_the_malloc_thresholds(monkeypatch):
+    """The fixed thresholds cost CPU (docs/reliability.md): `live` and `serve` pay it,
+    a one-shot command does not."""
+    import voice_agent.cli as cli
+    import voice_agent.memory as memory
+
+    calls: list[str] = []
+    monkeypatch.setattr(memory, "fix_malloc_thresholds", lambda: calls.append("fixed") or True)
+    for argv, want in ((["replay", "--help"], []), (["serve", "--help"], ["fixed"]),
+                       (["live", "--help"], ["fixed"])):
+        calls.clear()
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        assert calls == want, argv

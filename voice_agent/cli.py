@@ -35,14 +35,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose one process serves session after session, for hours (memory.fix_malloc_thresholds)
+SESSION_AFTER_SESSION = ("live", "serve")
+
+
 def main(argv: list[str] | None = None) -> int:
     from voice_agent.memory import fix_malloc_thresholds, limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread starts: less native-memory creep (memory.py)
-    fix_malloc_thresholds()  # no heap fragmentation from glibc's sliding mmap threshold
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, DEFAULT_COMMAND)
+    if argv[0] in SESSION_AFTER_SESSION:
+        # Fixed thresholds keep RSS flat over hours of sessions, at about 1.5x the CPU time
+        # of whisper and piper (page faults on fresh mmaps; docs/reliability.md, "Soak"): a
+        # cost worth paying only where one process lives through session after session.
+        fix_malloc_thresholds()
     args = build_parser(argv[0] if argv[0] in COMMANDS else None).parse_args(argv)
     try:
         return int(args._run(args) or 0)
