@@ -46,8 +46,8 @@ class EngineConfig:
     # None: the pure method, the control question alone decides.
     max_writer_wait: int | None = None
     # A "yes" also needs P(yes) of at least this. 0: yes wins when P(yes) > P(no). A model
-    # taught the question (embedded-thinker) is near 0.94 when its thoughts hold the answer
-    # and near 0.39 when they do not, so a bar between them keeps it from speaking early.
+    # taught the question can still be sure too early (embedded-thinker v2: 0.996 when its
+    # thoughts hold the answer, 0.979 one step before), so its manifest entry sets a bar.
     control_min_yes: float = 0.0
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
