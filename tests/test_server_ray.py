@@ -74,16 +74,31 @@ def test_two_sessions_land_on_two_replicas_and_a_dead_replica_ends_only_its_sess
     assert started["replicas"] == 2
 
     async def main():
-        async def connect(wav: str) -> RealtimeClient:
-            c = RealtimeClient(started["ws"])
-            await c.__aenter__()
-            await c.wait_for("session.created", 20)
+        async def open_session() -> RealtimeClient:
+            # Serve's proxy picks a replica from a load report that may lag: a second
+            # WebSocket can reach the replica that is already full (--max-sessions 1), which
+            # closes it 1013 "try again later". A client does what the code says: retries.
+            for attempt in range(4):
+                c = RealtimeClient(started["ws"])
+                await c.__aenter__()
+                try:
+                    await c.wait_for("session.created", 20)
+                    return c
+                except ConnectionError:
+                    await c.__aexit__(None, None, None)
+                    if c.close_code != 1013 or attempt == 3:
+                        raise
+                await asyncio.sleep(1.0)
+
+        async def ask(c: RealtimeClient, wav: str) -> RealtimeClient:
             await c.stream(wav_pcm16(SAMPLES / wav, RATE, tail_s=1.5), RATE)
             await c.wait_for("response.done", 60)
             return c
 
-        a, b = await asyncio.gather(connect("capital_of_france.wav"),
-                                    connect("seven_times_eight.wav"))
+        first = await open_session()
+        second = await open_session()  # both open at once: one per replica
+        a, b = await asyncio.gather(ask(first, "capital_of_france.wav"),
+                                    ask(second, "seven_times_eight.wav"))
         try:
             # Both sessions are still open: kill the replica holding b's.
             pids = replica_pids(started["url"], 2)
