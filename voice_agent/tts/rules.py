@@ -219,13 +219,13 @@ RULES: tuple[Rule, ...] = (
     _r("italic_underscore", r"(?<![\w_])_(?=[^\s_])([^_\n]{0,299}?[^\s_])_(?![\w_])",
        WORD, lambda m: _nested(m.group(1)), stop=_stop_of, opener=r"(?<![\w_])_[^\s_]",
        span=302),
-    # Dates and times.
+    # Dates and times. A day is 1-31: '42 March 3, 2024' is a number, then a date.
     _r("iso_date", r"(?<![\w-])(\d{4})-(\d{2})-(\d{2})(?![\w-])", WORD, _iso_date),
-    _r("month_date", rf"\b{_MONTH}\.?\s(\d{{1,2}})(?:st|nd|rd|th)?(?!\d)(?:,?\s(\d{{4}})(?!\d))?",
+    _r("month_date", rf"\b{_MONTH}\.?\s(0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?(?!\d)(?:,?\s(\d{{4}})(?!\d))?",
        WORD, lambda m: numbers.month_day(numbers.month_number(m.group()), int(m.group(1)),
                                          m.group(2) or ""), lookahead=8),
     _r("day_month",
-       rf"(?<![\w.])(\d{{1,2}})(?:st|nd|rd|th)?\s({_MONTH})\b\.?(?:,?\s(\d{{4}})(?!\d))?",
+       rf"(?<![\w.])(0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\s({_MONTH})\b\.?(?:,?\s(\d{{4}})(?!\d))?",
        WORD, lambda m: numbers.day_month(int(m.group(1)), numbers.month_number(m.group(2)),
                                          m.group(3) or ""), lookahead=8),
     _r("slash_date", r"(?<![\w/])(\d{1,2})/(\d{1,2})/(\d{4})(?![\w/])", WORD, _slash_date),
