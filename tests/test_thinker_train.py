@@ -129,7 +129,83 @@ def test_control_rows_are_labelled_by_what_the_thoughts_hold(enc):
     for row, want in ((no, enc.no_id), (yes, enc.yes_id)):
         assert [t for t in row.labels if t != -100] == [want]
         assert row.ids[-1 - len(enc.question_ids):-1] == enc.question_ids
-    assert Counter(r.kind for r in enc.rows(TASKS, 0)).keys() == {"think", "writer", "control"}
+    assert Counter(r.kind for r in enc.rows(TASKS, 0)).keys() == {"think", "writer", "control", "listen"}
+
+
+# ---------------------------------------------------------------- thinking while listening
+
+
+def _heard(task, pieces, settle):
+    from voice_agent.training.tasks import rounds
+
+    return rounds(task, pieces, settle=settle)
+
+
+@pytest.mark.parametrize("settle", [False, True])
+def test_rounds_write_each_step_once_and_nothing_before_its_words(settle):
+    import random
+
+    from voice_agent.training.tasks import STILL_LISTENING, split_pieces
+
+    rng = random.Random(3)
+    for task in TASKS[:300]:
+        pieces = split_pieces(task.question, rng)
+        assert " ".join(pieces) == task.question
+        r = _heard(task, pieces, settle)
+        assert [u for u, s in zip(r.units, r.is_step) if s] == list(task.steps)
+        assert all(u == STILL_LISTENING for u, s in zip(r.units, r.is_step) if not s)
+        assert len(r.paragraph_end) == len(pieces)
+        heard = 0
+        for j, piece in enumerate(pieces):
+            heard += len(piece) + (j > 0)
+            n_steps = sum(r.is_step[:r.paragraph_end[j]])
+            if j < len(pieces) - 1 or settle:  # a paragraph written while the turn goes on
+                assert r.text(r.paragraph_end[j]).endswith("\n\n")
+                assert n_steps < len(task.steps)  # never the conclusion
+                # every step written so far was said: its words are in what was heard
+                for i in range(n_steps):
+                    assert task.ready_at(i) <= heard and task.ready_at(i) < len(task.question)
+        assert not r.text().endswith("\n")
+
+
+def test_ready_offsets_follow_the_words():
+    for task in TASKS:
+        q = task.question
+        if task.family == "counting":
+            cat = task.steps[0].removeprefix("Counting ").rstrip(".")
+            for i, step in enumerate(task.steps[1:-1], 1):
+                said = q[:task.ready_at(i)]
+                assert step.split(":")[0] in said and cat in said
+        elif task.family == "walking":
+            for i, step in enumerate(task.steps[1:-1], 1):
+                if task.ready_at(i) < len(q):  # a move: its sentence ends where it is ready
+                    assert q[task.ready_at(i) - 1] == "."
+        else:
+            assert all(task.ready_at(i) == len(q) for i in range(len(task.steps)))
+
+
+def test_listen_rows_hold_the_pieces_as_the_engine_inserts_them(tiny_llm, enc):
+    from voice_agent.core.engine import Engine
+    from voice_agent.training.tasks import split_pieces
+
+    import random
+
+    model, tok = tiny_llm
+    task = next(t for t in TASKS if t.family == "walking")
+    pieces = split_pieces(task.question, random.Random(0), max_words=3)
+    assert len(pieces) > 2
+    eng = Engine(model, tok)
+    eng.begin_turn(system="Answer briefly.")
+    for p in pieces:
+        eng.listen(p)
+    pre = enc.prefix(pieces)
+    prompt = enc.prompts.prompt_ids([], "Answer briefly.")
+    assert tok.decode(pre[len(prompt):len(pre) - len(enc.open_ids)]) == eng.listen_text
+    r = _heard(task, pieces, True)
+    row = enc.listen(r, 1)
+    learned = [t for t in row.labels if t != -100]
+    assert row.ids == enc.prefix(pieces[:2]) + learned
+    assert tok.decode(learned) == r.text(r.paragraph_end[1])
 
 
 # ---------------------------------------------------------------- training and the adapter
@@ -159,6 +235,18 @@ def test_five_steps_on_the_tiny_model_write_an_adapter_that_merges_exactly(tiny_
         base = tiny_llm[0](input_ids=x).logits.double()
     assert (a - b).abs().max().item() <= 1e-5
     assert (a - base).abs().max().item() > 1e-4  # the adapter changed something
+
+    # --init-adapter: a fresh LoRA of the same rank starts from exactly these weights
+    from voice_agent.adapters import start_from
+    from voice_agent.core.flythinker.train import apply_lora
+    from voice_agent.errors import ModelError
+
+    fresh = apply_lora(load_llm("tiny")[0].double(), 4)
+    start_from(fresh, out / "adapter")
+    with torch.no_grad():
+        assert (fresh(input_ids=x).logits - a).abs().max().item() <= 1e-6
+    with pytest.raises(ModelError, match="rank 4, training uses 2"):
+        start_from(apply_lora(load_llm("tiny")[0], 2), out / "adapter")
 
 
 def test_a_broken_adapter_folder_is_one_error(tmp_path, capsys):

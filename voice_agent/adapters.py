@@ -60,6 +60,37 @@ def load_adapter(model: torch.nn.Module, path: str | Path) -> Any:
         raise ModelError(f"{path}: cannot load the adapter ({str(e).splitlines()[0][:160]})") from None
 
 
+def start_from(peft_model: Any, path: str | Path) -> None:
+    """Copy the adapter in ``path`` into ``peft_model``'s LoRA weights (to train on from it).
+    The two must have the same targets and rank; anything else is one clear error."""
+    from safetensors.torch import load_file
+
+    peft = _peft()
+    path = Path(path)
+    try:
+        cfg = json.loads((path / CONFIG).read_text())
+        state = load_file(str(path / WEIGHTS))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable LoRA adapter ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120]})") from None
+    want = peft_model.peft_config["default"]
+    if cfg.get("r") != want.r:
+        raise ModelError(f"{path}: the adapter has rank {cfg.get('r')}, training uses {want.r}")
+    ours = peft.get_peft_model_state_dict(peft_model)
+    if set(state) != set(ours):
+        odd = sorted(set(state) ^ set(ours))
+        raise ModelError(f"{path}: the adapter does not fit this model ({len(odd)} tensors "
+                         f"differ, e.g. {odd[0]})")
+    params = dict(peft_model.named_parameters())
+    with torch.no_grad():  # names in the file lack peft's ".default" adapter name
+        for name, t in state.items():
+            target = name.replace(".lora_A.weight", ".lora_A.default.weight").replace(
+                ".lora_B.weight", ".lora_B.default.weight")
+            if target not in params:
+                raise ModelError(f"{path}: no parameter for {name}")
+            params[target].copy_(t.to(params[target].dtype))
+
+
 def merge_adapter(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """``model`` with the adapter's low-rank updates added into its weights."""
     return load_adapter(model, path).merge_and_unload()

@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--lora-r", type=int, default=8,
                    help="LoRA rank on every linear layer (8 keeps SmolLM2's adapter under 5 MB in fp16)")
+    p.add_argument("--init-adapter", default=None,
+                   help="start from this adapter's weights (same rank) instead of zero updates")
     p.add_argument("--tasks", type=int, default=4000, help="generated training tasks")
     p.add_argument("--eval-tasks", type=int, default=48, help="generated held-out tasks")
     p.add_argument("--families", default=None, help="comma-separated task families (default: all)")
@@ -52,7 +54,7 @@ def pick_device(name: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from voice_agent.adapters import save_adapter
+    from voice_agent.adapters import save_adapter, start_from
     from voice_agent.core.flythinker.train import TrainConfig, Trainer
     from voice_agent.models import load_llm, sha256_file
     from voice_agent.session import DEFAULT_SYSTEM
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     pad = tok.pad_token_id if tok.pad_token_id is not None else enc.eot
     out = Path(args.out)
     trainer = Trainer(ThinkerLM(model), train_rows, eval_rows, cfg, pad, out)
+    if args.init_adapter:  # a checkpoint in --out, if any, still wins (resume)
+        start_from(trainer.model.generator, args.init_adapter)
     t0 = time.perf_counter()
     res = trainer.run(progress=not args.no_progress)
     adapter = save_adapter(trainer.model.generator, out / "adapter")
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "python run_assistant.py " + shlex.join(sys.argv[1:] if sys.argv[1:2] == [NAME]
                                                             else [NAME, *sys.argv[1:]]),
         "base": args.base, "seed": args.seed, "steps": res.steps, "resumed_from": res.resumed_from,
+        "init_adapter": args.init_adapter,
         "batch_size": args.batch_size, "lr": args.lr, "lora_r": args.lora_r,
         "families": list(families), "train_tasks": len(train_tasks), "eval_tasks": len(eval_tasks),
         "train_s": round(res.elapsed_s, 1), "step_s": round(res.step_s, 3),

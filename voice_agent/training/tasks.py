@@ -36,6 +36,9 @@ class Task:
     answer: str                 # the spoken answer
     value: str                  # the answer in canonical form: "12", "yes", "3:15", a name
     facts: dict = field(default_factory=dict, hash=False, compare=False)  # inputs, for tests
+    # Per step, how many characters of the question must have been heard before it can be
+    # written; empty: every step waits for the whole question.
+    ready: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def thoughts(self) -> str:
@@ -43,6 +46,95 @@ class Task:
 
     def partial_thoughts(self, n: int) -> str:
         return " ".join(self.steps[:n])
+
+    def ready_at(self, i: int) -> int:
+        """Characters of the question step ``i`` needs; the last step (the conclusion)
+        always needs all of it."""
+        if not self.ready or i == len(self.steps) - 1:
+            return len(self.question)
+        return self.ready[i]
+
+
+# ---------------------------------------------------------------- listening
+
+STILL_LISTENING = "Still listening."
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """Thoughts written while the question arrives in pieces, as the engine's listen
+    insertions give it: after each piece the thinker writes the steps that piece made
+    possible (or ``STILL_LISTENING`` when it made none) and ends the paragraph, which
+    pauses it until the next words; after the last piece it writes the rest.
+
+    ``units`` are the sentences in order, ``seps`` what follows each (" " or a blank line),
+    ``is_step`` which units are steps of the task (the rest are notes)."""
+
+    pieces: tuple[str, ...]
+    units: tuple[str, ...]
+    seps: tuple[str, ...]
+    is_step: tuple[bool, ...]
+    paragraph_end: tuple[int, ...]  # per piece: units written once it was heard
+
+    def text(self, n_units: int | None = None) -> str:
+        n = len(self.units) if n_units is None else n_units
+        out = "".join(u + s for u, s in zip(self.units[:n], self.seps[:n]))
+        return out.rstrip(" ") if n == len(self.units) or self.seps[n - 1] == " " else out
+
+    def units_for_steps(self, n_steps: int) -> int:
+        """How many units hold the first ``n_steps`` steps."""
+        seen = 0
+        for i, step in enumerate(self.is_step):
+            seen += step
+            if seen >= n_steps:
+                return i + 1
+        return len(self.units)
+
+
+def split_pieces(question: str, rng: random.Random, max_words: int = 8) -> list[str]:
+    """The question as a recogniser commits it: runs of 1..``max_words`` words."""
+    words = question.split()
+    out = []
+    while words:
+        k = rng.randint(1, max_words)
+        out.append(" ".join(words[:k]))
+        words = words[k:]
+    return out
+
+
+def rounds(task: Task, pieces: list[str], settle: bool = False) -> Rounds:
+    """The thoughts of ``task`` when its question arrives as ``pieces`` (joined by one space).
+
+    With ``settle`` the thinker also wrote a paragraph for the last piece before the turn
+    ended (the common case live: the end of a turn is detected a moment after the last
+    words), and the conclusion comes in a paragraph of its own after it."""
+    units: list[str] = []
+    seps: list[str] = []
+    is_step: list[bool] = []
+    ends: list[int] = []
+    heard, done = 0, 0
+    n = len(task.steps)
+    for j, piece in enumerate([*pieces, None] if settle else pieces):
+        heard += 0 if piece is None else len(piece) + (1 if j else 0)
+        last = j == len(pieces) - (0 if settle else 1)
+        new = n - done if last else 0
+        if not last:  # nothing that needs the whole question: more words may come
+            while done + new < n - 1 and task.ready_at(done + new) <= min(heard, len(task.question) - 1):
+                new += 1
+        if new:
+            units += task.steps[done:done + new]
+            is_step += [True] * new
+            seps += [" "] * new
+            done += new
+        else:
+            units.append(STILL_LISTENING)
+            is_step.append(False)
+            seps.append(" ")
+        if not last:
+            seps[-1] = "\n\n"
+        if piece is not None:
+            ends.append(len(units))
+    return Rounds(tuple(pieces), tuple(units), tuple(seps), tuple(is_step), tuple(ends))
 
 
 # ---------------------------------------------------------------- spelling
@@ -132,7 +224,7 @@ def counting(rng: random.Random, digits: bool) -> Task:
         entries.append((n, s, p, c))
     phrases = [f"{say_count(n, digits, s[0] in 'aeiou')} {s if n == 1 else p}" for n, s, p, _ in entries]
     listed = join_list(phrases, rng)
-    q = rng.choice([
+    template = rng.choice([
         "I have {l}. How many {c} do I have?",
         "I've got {l}. How many {c} is that?",
         "My friend gave me {l}. How many {c} did I get?",
@@ -142,7 +234,15 @@ def counting(rng: random.Random, digits: bool) -> Task:
         "So I have {l}, how many {c} do I have",
         "We bought {l}. How many {c} did we buy?",
         "On the table there are {l}. How many {c} are on the table?",
-    ]).format(l=listed, c=plural)
+    ])
+    q = template.format(l=listed, c=plural)
+    # Each item's step needs the item and the category (said before or after the list).
+    at_list = len(template.split("{l}")[0].format(c=plural))
+    at_category = len(template.split("{c}")[0].format(l=listed)) + len(plural)
+    item_ends, pos = [], at_list
+    for phrase in phrases:
+        pos = q.index(phrase, pos) + len(phrase)
+        item_ends.append(pos)
     article = "an" if cat[0] in "aeiou" else "a"
     steps, total = [f"Counting {plural}."], 0
     for (n, s, p, c), phrase in zip(entries, phrases):
@@ -155,8 +255,9 @@ def counting(rng: random.Random, digits: bool) -> Task:
     known = len(steps)
     word = CATEGORIES[cat][0] if total != 1 else cat
     steps.append(f"So {total} {word}.")
+    ready = (at_category, *(max(e, at_category) for e in item_ends), len(q))
     return Task("counting", q, tuple(steps), known, f"You have {total} {word}.", str(total),
-                {"category": cat, "items": [(n, c) for n, _, _, c in entries]})
+                {"category": cat, "items": [(n, c) for n, _, _, c in entries]}, ready)
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -385,14 +486,22 @@ def walking(rng: random.Random, digits: bool) -> Task:
             said.append(rng.choice([f"Take {_steps_word(n, digits)} {kind}.",
                                     f"Walk {_steps_word(n, digits)} {kind}."]))
     lead = "" if heading_style else "Always face forward. "
-    q = rng.choice([
+    template = rng.choice([
         "Follow these steps and tell me if you end up where you began. {lead}{m}",
         "{lead}{m} Am I back where I started?",
         "If I do this, am I back at the start? {lead}{m}",
         "Do these instructions bring you back to your starting point? {lead}{m}",
         "Here are some directions. {lead}{m} Do they lead back to the starting spot?",
         "Tell me if I return to where I began if I do the following. {lead}{m}",
-    ]).format(lead=lead, m=" ".join(said))
+    ])
+    q = template.format(lead=lead, m=" ".join(said))
+    # A move's step needs its sentence; the first step (the heading) the lead or the
+    # first move; the comparisons need the whole walk.
+    pos = len(template.split("{lead}")[0]) + len(lead)
+    move_ends = []
+    for sentence in said:
+        pos = q.index(sentence, pos) + len(sentence)
+        move_ends.append(pos)
 
     steps = ["Facing north." if heading_style else "Facing forward all the time."]
     tally: dict[str, int] = {}
@@ -411,12 +520,15 @@ def walking(rng: random.Random, digits: bool) -> Task:
         if (a in ("forward", "left")) != heading_style:
             x, y = tally.get(a, 0), tally.get(b, 0)
             steps.append(f"{a.capitalize()} {x}, {b} {y}: " + ("equal." if x == y else "not equal."))
+    n_compare = len(steps) - 1 - len(moves)
+    ready = (move_ends[0] if heading_style else len(template.split("{lead}")[0]) + len(lead) - 1,
+             *move_ends, *[len(q)] * (n_compare + 1))
     known = len(steps)
     steps.append("So yes, back at the start." if home else "So no, not back at the start.")
     answer = ("Yes, you end up back where you started." if home
               else "No, you don't end up where you started.")
     return Task("walking", q, tuple(steps), known, answer, "yes" if home else "no",
-                {"moves": moves, "heading_style": heading_style})
+                {"moves": moves, "heading_style": heading_style}, ready)
 
 
 # ---------------------------------------------------------------- comparison

@@ -13,6 +13,14 @@ user's words as plain text, the think opening of ``Prompts``):
   thoughts are whole), then the answer. Only the answer is learned.
 - ``control``: the control view. Partial thoughts, the (still empty) answer, the control
   question, and "yes" when the thoughts already hold the answer, else "no".
+- ``listen``: thinking while listening. The question cut after one of the pieces a
+  recogniser commits, and the thoughts written so far in paragraphs, one per piece
+  (``tasks.rounds``): the steps each piece made possible, or "Still listening." when it
+  made none, each ending in a blank line (the engine pauses the thinker there until new
+  words come). Nothing that needs the whole question is written before the turn ends.
+
+Half of the think, writer and control rows also carry such listening paragraphs before the
+rest of the thoughts, as a live session's thoughts do when the user's turn ends.
 
 The loss is a mean per row, then over the batch, so a one-token control row weighs as much
 as a long transcript.
@@ -29,10 +37,11 @@ from torch import nn
 from voice_agent.core.flythinker.fusion import base_decoder
 from voice_agent.core.layout import Prompts
 from voice_agent.core.untrusted import encode_untrusted
-from voice_agent.training.tasks import Task
+from voice_agent.training.tasks import Rounds, Task, rounds, split_pieces
 
-ROW_KINDS = ("think", "writer", "control")
-MIX = {"think": 0.6, "writer": 0.15, "control": 0.25}
+ROW_KINDS = ("think", "writer", "control", "listen")
+MIX = {"think": 0.45, "writer": 0.12, "control": 0.23, "listen": 0.2}
+HEARD_IN_PIECES = 0.5  # think/writer/control rows whose question came in pieces
 
 Row = tuple[list[int], list[int]]
 
@@ -61,48 +70,70 @@ class ThinkerEncoder:
         self.yes_id = self.prompts.ids("yes")[0]
         self.no_id = self.prompts.ids("no")[0]
 
-    def prefix(self, question: str) -> list[int]:
-        """Prompt + listen + think opening, as the engine's blocks hold them."""
-        return (self.prompts.prompt_ids([], self.system)
-                + self.prompts.listen_ids(question, first=True) + self.open_ids)
+    def prefix(self, question: str | list[str]) -> list[int]:
+        """Prompt + listen + think opening, as the engine's blocks hold them; a question
+        in pieces is encoded piece by piece, as ``Engine.listen`` inserts them."""
+        pieces = [question] if isinstance(question, str) else question
+        heard = [i for j, p in enumerate(pieces) for i in self.prompts.listen_ids(p, first=j == 0)]
+        return self.prompts.prompt_ids([], self.system) + heard + self.open_ids
 
     def text(self, s: str) -> list[int]:
         # Thoughts and answers are the model's own words, written here as plain text.
         return encode_untrusted(self.tok, s)
 
-    def think(self, task: Task) -> Encoded:
-        pre, th = self.prefix(task.question), self.text(task.thoughts)
+    def think(self, task: Task, heard: Rounds | None = None) -> Encoded:
+        pre = self.prefix(task.question if heard is None else list(heard.pieces))
+        th = self.text(task.thoughts if heard is None else heard.text())
         ans = self.text(task.answer) + [self.eot]
         ids = pre + th + self.close_ids + ans
         labels = ([-100] * len(pre) + th + [self.end_think] + [-100] * (len(self.close_ids) - 1)
                   + ans)
         return Encoded("think", ids, labels)
 
-    def writer(self, task: Task, n_steps: int) -> Encoded:
-        pre = self.prefix(task.question)
-        th = self.text(task.partial_thoughts(n_steps))
+    def _partial(self, task: Task, n_steps: int, heard: Rounds | None) -> tuple[list[int], list[int]]:
+        if heard is None:
+            return self.prefix(task.question), self.text(task.partial_thoughts(n_steps))
+        return (self.prefix(list(heard.pieces)),
+                self.text(heard.text(heard.units_for_steps(n_steps))))
+
+    def writer(self, task: Task, n_steps: int, heard: Rounds | None = None) -> Encoded:
+        pre, th = self._partial(task, n_steps, heard)
         split = self.close_ids if n_steps >= len(task.steps) else self.split_ids
         ans = self.text(task.answer) + [self.eot]
         ids = pre + th + split + ans
         return Encoded("writer", ids, [-100] * (len(ids) - len(ans)) + ans)
 
-    def control(self, task: Task, n_steps: int) -> Encoded:
+    def control(self, task: Task, n_steps: int, heard: Rounds | None = None) -> Encoded:
         yes = n_steps >= task.known_at
-        ids = (self.prefix(task.question) + self.text(task.partial_thoughts(n_steps))
-               + self.question_ids + [self.yes_id if yes else self.no_id])
+        pre, th = self._partial(task, n_steps, heard)
+        ids = pre + th + self.question_ids + [self.yes_id if yes else self.no_id]
         return Encoded("control", ids, [-100] * (len(ids) - 1) + ids[-1:], "yes" if yes else "no")
+
+    def listen(self, heard: Rounds, j: int) -> Encoded:
+        """The thinker's view after piece ``j`` (0-based) was heard and thought about."""
+        pre = self.prefix(list(heard.pieces[:j + 1]))
+        th = self.text(heard.text(heard.paragraph_end[j]))
+        return Encoded("listen", pre + th, [-100] * len(pre) + th)
 
     def row(self, task: Task, rng: random.Random) -> Encoded:
         """One row of a kind drawn by ``MIX``; control labels come out balanced."""
         kind = rng.choices(list(MIX), list(MIX.values()))[0]
         n = len(task.steps)
+        heard = None
+        if kind == "listen" or rng.random() < HEARD_IN_PIECES:
+            # A listen row always has a paragraph for its last piece (settle): after the
+            # last piece it is the same as a row whose turn has not ended yet.
+            heard = rounds(task, split_pieces(task.question, rng),
+                           settle=kind == "listen" or rng.random() < 0.5)
+        if kind == "listen":
+            return self.listen(heard, rng.randrange(len(heard.paragraph_end)))
         if kind == "think":
-            return self.think(task)
+            return self.think(task, heard)
         if kind == "writer":
-            return self.writer(task, rng.randint(task.known_at, n))
+            return self.writer(task, rng.randint(task.known_at, n), heard)
         if rng.random() < 0.5 or task.known_at <= 1:
-            return self.control(task, rng.randint(task.known_at, n))
-        return self.control(task, rng.randint(1, task.known_at - 1))
+            return self.control(task, rng.randint(task.known_at, n), heard)
+        return self.control(task, rng.randint(1, task.known_at - 1), heard)
 
     def rows(self, tasks: list[Task], seed: int) -> list[Encoded]:
         rng = random.Random(seed)
