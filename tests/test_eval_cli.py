@@ -76,6 +76,23 @@ def test_text_mode_every_mode_and_the_same_predictions_twice(short_set, tmp_path
     assert blank(tmp_path / "a" / "summary.md") == blank(tmp_path / "b" / "summary.md")
 
 
+def test_streamed_text_mode_thinks_while_the_question_arrives(short_set, tmp_path, capsys):
+    figures, _ = run_eval(capsys, short_set, tmp_path / "s", "--modes", "async,think",
+                          "--streamed", "2")
+    assert set(figures["modes"]) == {"async", "think"}
+    rows = read_rows(tmp_path / "s")
+    for r in rows:
+        assert r["steps_per_word"] == 2
+        # the pace is steps, not seconds: at most 3 words x 2 steps per piece
+        pieces = -(-len(next(x for x in SHORT if x["id"] == r["id"])["problem"].split()) // 3)
+        assert r["steps_while_listening"] <= 6 * pieces
+        if r["mode"] == "think":  # the baseline waits for the whole question
+            assert r["steps_while_listening"] == r["thoughts_while_listening"] == 0
+        else:
+            assert r["thoughts_while_listening"] > 0
+    assert main(["eval", "--data", str(short_set), "--spoken", "--streamed", "2"]) == 2
+
+
 def test_bad_flags_are_one_line(capsys):
     assert main(["eval", "--data", "mini", "--llm", "tiny", "--modes", "async,fast"]) == 2
     assert "unknown mode(s) fast" in capsys.readouterr().err

@@ -30,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spoken", action="store_true",
                    help="synthesise each question with piper and replay it through the whole "
                         "session (VAD, streaming ASR, model, TTS) in real time")
+    p.add_argument("--streamed", type=int, metavar="STEPS_PER_WORD", nargs="?", const=16,
+                   default=None,
+                   help="text mode: the question arrives 3 words at a time, with up to "
+                        "3 x STEPS_PER_WORD decode steps between pieces (default 16: about "
+                        "speech pace at 25 ms a step); times and steps count from the turn's end")
     p.add_argument("--seed", type=int, default=0,
                    help="shuffles which problems come first (decoding is greedy; default 0)")
     p.add_argument("--out", help="results folder (default runs/eval-<timestamp>)")
@@ -68,11 +73,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     if args.offset < 0:
         raise VoiceAgentError("--offset must not be negative")
+    if args.streamed is not None and (args.streamed < 0 or args.spoken):
+        raise VoiceAgentError("--streamed takes a step count ≥ 0 and is for text mode "
+                              "(--spoken streams real audio)")
     opts = EvalOptions(data=args.data, modes=modes, llm=args.llm, limit=args.limit, offset=args.offset,
                        spoken=args.spoken, seed=args.seed, out=out, max_thoughts=args.max_thoughts,
                        max_answer=args.max_answer, max_steps=args.max_steps, device=args.device,
                        dtype=args.dtype, threads=args.threads,
-                       compile="on" if args.compile else "auto")
+                       compile="on" if args.compile else "auto", steps_per_word=args.streamed)
     console = Console(stderr=True, highlight=False)
     if args.llm == "tiny":
         console.print("[yellow]note: --llm tiny is a random-init test model: its answers are noise[/]")

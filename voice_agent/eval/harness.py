@@ -38,6 +38,7 @@ class EvalOptions:
     dtype: str = "float32"
     threads: int = 1
     compile: str = "auto"  # engine.compile: async decode steps as one compiled graph
+    steps_per_word: int | None = None  # text mode: the question streamed (eval/text.py)
 
 
 def engine_settings(opts: EvalOptions) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
 
     meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
             "budgets": settings, "modes": list(opts.modes), "limit": opts.limit, "offset": opts.offset,
-            "spoken": opts.spoken, "started": time.time()}
+            "spoken": opts.spoken, "steps_per_word": opts.steps_per_word, "started": time.time()}
     (opts.out / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     rows: list[dict] = []
     task = progress.add_task("eval", total=len(problems) * len(opts.modes)) if progress else None
@@ -114,7 +115,8 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
                     acc = summarize(rows, False).get(mode, {}).get("accuracy")
                     progress.update(task, description=f"{mode:<8} {p.id}  acc {acc if acc is not None else '-'}")
                 if spoken_ctx is None:
-                    row = run_text(decoders[mode], p, base.session.system_prompt, synth, opts.max_steps)
+                    row = run_text(decoders[mode], p, base.session.system_prompt, synth,
+                                   opts.max_steps, opts.steps_per_word)
                 else:
                     row = _spoken_one(p, mode, decoders[mode], opts, spoken_ctx, tts, synth)
                 row = {"set": opts.data, "mode": mode, "spoken": opts.spoken, **row}

@@ -8,18 +8,47 @@ Greedy decoding everywhere: the decoders' default ``sampling=None``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from voice_agent.eval.check import check
 from voice_agent.eval.data import Problem
 from voice_agent.eval.delay import Synthesize, chunk_tokens, listener_delays, measure
-from voice_agent.events import LlmThink, LlmWrite
+from voice_agent.events import Event, LlmThink, LlmWrite
 from voice_agent.trace import SessionClock
 
 
+STREAM_WORDS = 3  # words per listen piece in streamed mode (a recogniser commits a few at a time)
+
+
+def streamed(decoder: Any, question: str, system: str | None, steps_per_word: int,
+             max_steps: int, turn_ended: Callable[[], None]) -> Iterator[Event]:
+    """The question typed as if spoken: ``STREAM_WORDS`` words at a time, with up to
+    ``STREAM_WORDS * steps_per_word`` decode steps while the next words are "said" (the
+    async engine thinks then; a baseline idles), then the end of the turn, then steps until
+    done. Load-independent: the pace is counted in steps, not seconds."""
+    yield from decoder.begin_turn(system=system)
+    words = question.split()
+    for i in range(0, len(words), STREAM_WORDS):
+        yield from decoder.listen(" ".join(words[i:i + STREAM_WORDS]))
+        for _ in range(STREAM_WORDS * steps_per_word):
+            if decoder.idle:
+                break
+            yield from decoder.step()
+    turn_ended()
+    yield from decoder.end_of_turn()
+    for _ in range(max_steps):
+        if decoder.done or decoder.idle:
+            break
+        yield from decoder.step()
+
+
 def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesize,
-             max_steps: int = 10_000) -> dict[str, Any]:
-    """Decode one problem and score it; returns one results line (times in seconds)."""
+             max_steps: int = 10_000, steps_per_word: int | None = None) -> dict[str, Any]:
+    """Decode one problem and score it; returns one results line (times in seconds).
+
+    With ``steps_per_word`` the question arrives in pieces (``streamed``) and every time
+    and step count is measured from the end of the user's turn, as a listener hears it."""
     clock = SessionClock()
     decoder.clock = clock
     clock.start = time.monotonic()  # before any prefill
@@ -27,7 +56,17 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
     thoughts = 0
     first_step = thoughts_before = None  # load-independent: steps, not seconds
     step0 = decoder.steps  # a decoder counts its steps over its whole life
-    for ev in decoder.run(problem.problem, system=system, max_steps=max_steps):
+    listened = {"steps": 0, "thoughts": 0}
+
+    def turn_ended() -> None:
+        nonlocal step0
+        listened["steps"], listened["thoughts"] = decoder.steps - step0, thoughts
+        step0, clock.start = decoder.steps, time.monotonic()
+
+    events = (decoder.run(problem.problem, system=system, max_steps=max_steps)
+              if steps_per_word is None else
+              streamed(decoder, problem.problem, system, steps_per_word, max_steps, turn_ended))
+    for ev in events:
         if isinstance(ev, LlmWrite):
             if not writes:
                 first_step, thoughts_before = ev.step - step0, thoughts
@@ -47,6 +86,9 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
         "generation_s": _r(gen_s), "answer_tokens": len(writes), "thought_tokens": thoughts,
         "steps": steps, "first_answer_step": first_step,
         "thoughts_before_answer": thoughts_before, **delay_figures(chunks, synth),
+        **({} if steps_per_word is None else {
+            "steps_per_word": steps_per_word, "steps_while_listening": listened["steps"],
+            "thoughts_while_listening": listened["thoughts"]}),
     }
 
 
