@@ -103,11 +103,12 @@ def enc(tiny_llm):
 
 
 def test_rows_read_exactly_like_the_think_baseline(tiny_llm, enc):
+    from voice_agent.core import EngineConfig
     from voice_agent.core.baselines import Baseline
 
     model, tok = tiny_llm
     task = TASKS[0]
-    base = Baseline(model, tok, "think")
+    base = Baseline(model, tok, "think", EngineConfig(mark_turn_end=True))
     base.begin_turn(system="Answer briefly.")
     base.listen(task.question)
     base.end_of_turn()
@@ -164,7 +165,7 @@ def test_rounds_write_each_step_once_and_nothing_before_its_words(settle):
                 assert n_steps < len(task.steps)  # never the conclusion
                 # every step written so far was said: its words are in what was heard
                 for i in range(n_steps):
-                    assert task.ready_at(i) <= heard and task.ready_at(i) < len(task.question)
+                    assert task.ready_at(i) <= heard
         assert not r.text().endswith("\n")
 
 
@@ -181,31 +182,45 @@ def test_ready_offsets_follow_the_words():
                 if task.ready_at(i) < len(q):  # a move: its sentence ends where it is ready
                     assert q[task.ready_at(i) - 1] == "."
         else:
-            assert all(task.ready_at(i) == len(q) for i in range(len(task.steps)))
+            assert all(task.ready_at(i) == len(q) for i in range(len(task.steps) - 1))
+        assert task.ready_at(len(task.steps) - 1) == task.after_turn > len(q)  # the conclusion
 
 
 def test_listen_rows_hold_the_pieces_as_the_engine_inserts_them(tiny_llm, enc):
-    from voice_agent.core.engine import Engine
-    from voice_agent.training.tasks import split_pieces
-
     import random
+
+    from voice_agent.core import Baseline, EngineConfig
+    from voice_agent.core.engine import Engine
+    from voice_agent.core.layout import TURN_END_NOTE
+    from voice_agent.training.tasks import split_pieces
 
     model, tok = tiny_llm
     task = next(t for t in TASKS if t.family == "walking")
     pieces = split_pieces(task.question, random.Random(0), max_words=3)
     assert len(pieces) > 2
-    eng = Engine(model, tok)
+    eng = Engine(model, tok, EngineConfig(mark_turn_end=True))
     eng.begin_turn(system="Answer briefly.")
     for p in pieces:
         eng.listen(p)
-    pre = enc.prefix(pieces)
     prompt = enc.prompts.prompt_ids([], "Answer briefly.")
-    assert tok.decode(pre[len(prompt):len(pre) - len(enc.open_ids)]) == eng.listen_text
+    heard = lambda pre: tok.decode(pre[len(prompt):len(pre) - len(enc.open_ids)])
+    assert heard(enc.prefix(pieces, done=False)) == eng.listen_text  # still speaking
+    eng.end_of_turn()
+    eng.end_of_turn()  # a second call adds nothing
+    assert eng.listen_text.endswith(TURN_END_NOTE) and eng.listen_text.count(TURN_END_NOTE) == 1
+    assert heard(enc.prefix(pieces)) == eng.listen_text  # the turn has ended: the note
+    base = Baseline(model, tok, "think", EngineConfig(mark_turn_end=True))
+    base.begin_turn(system="Answer briefly.")
+    for p in pieces:
+        base.listen(p)
+    base.end_of_turn()
+    assert base._feed == enc.prefix(pieces)
     r = _heard(task, pieces, True)
     row = enc.listen(r, 1)
     learned = [t for t in row.labels if t != -100]
-    assert row.ids == enc.prefix(pieces[:2]) + learned
+    assert row.ids == enc.prefix(pieces[:2], done=False) + learned
     assert tok.decode(learned) == r.text(r.paragraph_end[1])
+    assert enc.think(task).ids[:len(enc.prefix(task.question))] == enc.prefix(task.question)
 
 
 # ---------------------------------------------------------------- training and the adapter

@@ -49,6 +49,11 @@ class EngineConfig:
     # taught the question can still be sure too early (embedded-thinker v2: 0.996 when its
     # thoughts hold the answer, 0.979 one step before), so its manifest entry sets a bar.
     control_min_yes: float = 0.0
+    # Append ``layout.TURN_END_NOTE`` to the user's words when the turn ends (async engine
+    # and baselines alike), for a model taught to think while listening and to finish its
+    # thoughts only once the note is there (embedded-thinker v3). Off: the prompt is exactly
+    # the chat template's.
+    mark_turn_end: bool = False
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
     # auto | off | on | regional: decode steps through one torch.compile graph

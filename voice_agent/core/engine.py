@@ -22,7 +22,7 @@ from voice_agent.core.compiled import CompileError, CompiledDecode, wanted
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena
-from voice_agent.core.layout import Layout, Prompts, Template
+from voice_agent.core.layout import TURN_END_NOTE, Layout, Prompts, Template
 from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
 from voice_agent.errors import VoiceAgentError
 from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWindow, LlmWrite
@@ -171,10 +171,24 @@ class Engine(DecoderBase):
 
     def end_of_turn(self) -> list[Event]:
         """The user finished: the writer may speak once the control question says yes."""
+        events = self._mark_turn_end() if not self.user_done else []
         self.user_done, self.thinker_paused = True, False
         self.control_due = len(self.thoughts.ids) > 0  # ask at once if there is something
         self.writer_wait = 0
-        return []
+        return events
+
+    def _mark_turn_end(self) -> list[Event]:
+        """With ``mark_turn_end``: the note goes into the listen block after the words."""
+        if not self.config.mark_turn_end or self.arena.length["listen"] == 0:
+            return []
+        ids = self.prompts.ids(TURN_END_NOTE)
+        window = self._make_room("listen", len(ids))
+        t0 = time.perf_counter()
+        self._prefill("listen", self.layout.listen, ids, logits=False)
+        self.listen_text += TURN_END_NOTE
+        self._split_changed()
+        return [*window, LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
+                                 step=self.steps, turn=self.turn)]
 
     def interrupt(self, heard_tokens: int) -> list[Event]:
         """Barge-in: keep the first ``heard_tokens`` answer tokens, reopen the turn.

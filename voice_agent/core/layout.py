@@ -83,6 +83,12 @@ TEXT_MARKERS = Template(
 )
 
 
+# Appended to the user's words when the turn ends, for a model trained to read it
+# (``EngineConfig.mark_turn_end``): while the user speaks, the thinker's view holds the words
+# heard so far; without a mark a finished question and a half-said one can read the same.
+TURN_END_NOTE = "\n(The user has finished speaking.)"
+
+
 class Prompts:
     """Token ids of every block's text for one tokenizer, derived from its chat template."""
 

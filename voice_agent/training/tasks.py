@@ -37,7 +37,8 @@ class Task:
     value: str                  # the answer in canonical form: "12", "yes", "3:15", a name
     facts: dict = field(default_factory=dict, hash=False, compare=False)  # inputs, for tests
     # Per step, how many characters of the question must have been heard before it can be
-    # written; empty: every step waits for the whole question.
+    # written while the user still speaks; more than the question's length: not before the
+    # turn has ended. Empty: every step but the conclusion needs the whole question.
     ready: tuple[int, ...] = field(default=(), compare=False)
 
     @property
@@ -48,11 +49,16 @@ class Task:
         return " ".join(self.steps[:n])
 
     def ready_at(self, i: int) -> int:
-        """Characters of the question step ``i`` needs; the last step (the conclusion)
-        always needs all of it."""
-        if not self.ready or i == len(self.steps) - 1:
-            return len(self.question)
-        return self.ready[i]
+        """Characters of the question step ``i`` needs; ``after_turn`` (more than all of
+        them) for a step that needs the turn to be over, always the conclusion: the user
+        may add to a question that already reads finished."""
+        if i == len(self.steps) - 1:
+            return self.after_turn
+        return self.ready[i] if self.ready else len(self.question)
+
+    @property
+    def after_turn(self) -> int:
+        return len(self.question) + 1
 
 
 # ---------------------------------------------------------------- listening
@@ -65,7 +71,8 @@ class Rounds:
     """Thoughts written while the question arrives in pieces, as the engine's listen
     insertions give it: after each piece the thinker writes the steps that piece made
     possible (or ``STILL_LISTENING`` when it made none) and ends the paragraph, which
-    pauses it until the next words; after the last piece it writes the rest.
+    pauses it until the next words; once the turn has ended (``TURN_END_NOTE`` after the
+    words) it writes the rest.
 
     ``units`` are the sentences in order, ``seps`` what follows each (" " or a blank line),
     ``is_step`` which units are steps of the task (the rest are notes)."""
@@ -107,7 +114,7 @@ def rounds(task: Task, pieces: list[str], settle: bool = False) -> Rounds:
 
     With ``settle`` the thinker also wrote a paragraph for the last piece before the turn
     ended (the common case live: the end of a turn is detected a moment after the last
-    words), and the conclusion comes in a paragraph of its own after it."""
+    words), and the rest comes in a paragraph of its own after it."""
     units: list[str] = []
     seps: list[str] = []
     is_step: list[bool] = []
@@ -118,8 +125,8 @@ def rounds(task: Task, pieces: list[str], settle: bool = False) -> Rounds:
         heard += 0 if piece is None else len(piece) + (1 if j else 0)
         last = j == len(pieces) - (0 if settle else 1)
         new = n - done if last else 0
-        if not last:  # nothing that needs the whole question: more words may come
-            while done + new < n - 1 and task.ready_at(done + new) <= min(heard, len(task.question) - 1):
+        if not last:
+            while done + new < n and task.ready_at(done + new) <= heard:
                 new += 1
         if new:
             units += task.steps[done:done + new]
@@ -521,8 +528,9 @@ def walking(rng: random.Random, digits: bool) -> Task:
             x, y = tally.get(a, 0), tally.get(b, 0)
             steps.append(f"{a.capitalize()} {x}, {b} {y}: " + ("equal." if x == y else "not equal."))
     n_compare = len(steps) - 1 - len(moves)
+    # the comparisons hold only for the whole walk: not before the turn has ended
     ready = (move_ends[0] if heading_style else len(template.split("{lead}")[0]) + len(lead) - 1,
-             *move_ends, *[len(q)] * (n_compare + 1))
+             *move_ends, *[len(q) + 1] * (n_compare + 1))
     known = len(steps)
     steps.append("So yes, back at the start." if home else "So no, not back at the start.")
     answer = ("Yes, you end up back where you started." if home

@@ -17,7 +17,9 @@ user's words as plain text, the think opening of ``Prompts``):
   recogniser commits, and the thoughts written so far in paragraphs, one per piece
   (``tasks.rounds``): the steps each piece made possible, or "Still listening." when it
   made none, each ending in a blank line (the engine pauses the thinker there until new
-  words come). Nothing that needs the whole question is written before the turn ends.
+  words come). No ``TURN_END_NOTE`` yet, so nothing that needs the whole question (the
+  conclusion, a walk's comparisons) is written. Every other row's turn has ended: the note
+  follows the words, as the engine puts it there with ``mark_turn_end``.
 
 Half of the think, writer and control rows also carry such listening paragraphs before the
 rest of the thoughts, as a live session's thoughts do when the user's turn ends.
@@ -35,7 +37,7 @@ import torch
 from torch import nn
 
 from voice_agent.core.flythinker.fusion import base_decoder
-from voice_agent.core.layout import Prompts
+from voice_agent.core.layout import TURN_END_NOTE, Prompts
 from voice_agent.core.untrusted import encode_untrusted
 from voice_agent.training.tasks import Rounds, Task, rounds, split_pieces
 
@@ -64,18 +66,21 @@ class ThinkerEncoder:
         self.eot = self.prompts.end_of_turn_id
         self.end_think = self.prompts.end_of_think_id
         self.open_ids = self.prompts.ids(self.prompts.think_open_text())
+        self.note_ids = self.prompts.ids(TURN_END_NOTE)
         self.close_ids = self.prompts.ids(t.think_close)
         self.split_ids = self.prompts.ids(t.writer_split)
         self.question_ids = self.prompts.ids(t.question)
         self.yes_id = self.prompts.ids("yes")[0]
         self.no_id = self.prompts.ids("no")[0]
 
-    def prefix(self, question: str | list[str]) -> list[int]:
+    def prefix(self, question: str | list[str], done: bool = True) -> list[int]:
         """Prompt + listen + think opening, as the engine's blocks hold them; a question
-        in pieces is encoded piece by piece, as ``Engine.listen`` inserts them."""
+        in pieces is encoded piece by piece, as ``Engine.listen`` inserts them, and a turn
+        that has ended carries ``TURN_END_NOTE`` (the engine's ``mark_turn_end``)."""
         pieces = [question] if isinstance(question, str) else question
         heard = [i for j, p in enumerate(pieces) for i in self.prompts.listen_ids(p, first=j == 0)]
-        return self.prompts.prompt_ids([], self.system) + heard + self.open_ids
+        note = self.note_ids if done else []
+        return self.prompts.prompt_ids([], self.system) + heard + note + self.open_ids
 
     def text(self, s: str) -> list[int]:
         # Thoughts and answers are the model's own words, written here as plain text.
@@ -111,7 +116,7 @@ class ThinkerEncoder:
 
     def listen(self, heard: Rounds, j: int) -> Encoded:
         """The thinker's view after piece ``j`` (0-based) was heard and thought about."""
-        pre = self.prefix(list(heard.pieces[:j + 1]))
+        pre = self.prefix(list(heard.pieces[:j + 1]), done=False)
         th = self.text(heard.text(heard.paragraph_end[j]))
         return Encoded("listen", pre + th, [-100] * len(pre) + th)
 
