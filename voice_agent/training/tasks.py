@@ -84,9 +84,23 @@ class Rounds:
     paragraph_end: tuple[int, ...]  # per piece: units written once it was heard
 
     def text(self, n_units: int | None = None) -> str:
+        return "".join(self.paragraphs(n_units))
+
+    def paragraphs(self, n_units: int | None = None) -> list[str]:
+        """The first ``n_units`` units as paragraphs, each but an unfinished last one
+        ending in its blank line. Encode them one by one: the thinker writes a paragraph's
+        end as one token ("\n\n") and the next paragraph's first word with no space
+        before it, and only a per-paragraph encoding gives those tokens."""
         n = len(self.units) if n_units is None else n_units
-        out = "".join(u + s for u, s in zip(self.units[:n], self.seps[:n]))
-        return out.rstrip(" ") if n == len(self.units) or self.seps[n - 1] == " " else out
+        out, cur = [], ""
+        for u, s in zip(self.units[:n], self.seps[:n]):
+            cur += u + s
+            if s != " ":
+                out.append(cur)
+                cur = ""
+        if cur.strip():
+            out.append(cur.rstrip(" "))
+        return out
 
     def units_for_steps(self, n_steps: int) -> int:
         """How many units hold the first ``n_steps`` steps."""

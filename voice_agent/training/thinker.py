@@ -86,9 +86,13 @@ class ThinkerEncoder:
         # Thoughts and answers are the model's own words, written here as plain text.
         return encode_untrusted(self.tok, s)
 
+    def thought_ids(self, heard: Rounds, n_units: int | None = None) -> list[int]:
+        """Paragraph by paragraph (``Rounds.paragraphs``): the tokens the thinker writes."""
+        return [i for p in heard.paragraphs(n_units) for i in self.text(p)]
+
     def think(self, task: Task, heard: Rounds | None = None) -> Encoded:
         pre = self.prefix(task.question if heard is None else list(heard.pieces))
-        th = self.text(task.thoughts if heard is None else heard.text())
+        th = self.text(task.thoughts) if heard is None else self.thought_ids(heard)
         ans = self.text(task.answer) + [self.eot]
         ids = pre + th + self.close_ids + ans
         labels = ([-100] * len(pre) + th + [self.end_think] + [-100] * (len(self.close_ids) - 1)
@@ -99,7 +103,7 @@ class ThinkerEncoder:
         if heard is None:
             return self.prefix(task.question), self.text(task.partial_thoughts(n_steps))
         return (self.prefix(list(heard.pieces)),
-                self.text(heard.text(heard.units_for_steps(n_steps))))
+                self.thought_ids(heard, heard.units_for_steps(n_steps)))
 
     def writer(self, task: Task, n_steps: int, heard: Rounds | None = None) -> Encoded:
         pre, th = self._partial(task, n_steps, heard)
@@ -117,7 +121,7 @@ class ThinkerEncoder:
     def listen(self, heard: Rounds, j: int) -> Encoded:
         """The thinker's view after piece ``j`` (0-based) was heard and thought about."""
         pre = self.prefix(list(heard.pieces[:j + 1]), done=False)
-        th = self.text(heard.text(heard.paragraph_end[j]))
+        th = self.thought_ids(heard, heard.paragraph_end[j])
         return Encoded("listen", pre + th, [-100] * len(pre) + th)
 
     def row(self, task: Task, rng: random.Random) -> Encoded:
