@@ -32,13 +32,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from transformers import DynamicCache, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 
 from voice_agent.core.attention import (ArenaCache, RopeTables, forward_step, make_plan,  # noqa: E402
                                         use_block_attention)
 from voice_agent.core.compiled import CompiledDecode, compile_counters  # noqa: E402
 from voice_agent.core.kv import ArenaShape, BlockArena  # noqa: E402
 from voice_agent.core.layout import Layout  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine import hf_batch2_step  # noqa: E402
 
 LAYOUT = Layout()
 
@@ -116,25 +119,6 @@ def realistic_decode(model, compiled: CompiledDecode, arena: BlockArena, steps: 
             "step_ms_median": {k: round(statistics.median(v), 2) for k, v in ms.items()}}
 
 
-def hf_stepper(ref, n: int):
-    """A stock transformers (sdpa) batch-2 decode step over a DynamicCache of n tokens a
-    row: the anchor of bench/engine.py, here timed in the same rotation."""
-    cfg = ref.config
-    cache = DynamicCache(config=cfg)
-    for layer in range(cfg.num_hidden_layers):
-        k = torch.randn(2, cfg.num_key_value_heads, n, cfg.head_dim)
-        cache.update(k, torch.randn_like(k), layer)
-    pos = [n]
-
-    def step():
-        with torch.inference_mode():
-            ref(input_ids=torch.tensor([[5], [6]]), position_ids=torch.tensor([[pos[0]], [pos[0]]]),
-                cache=cache, use_cache=True, logits_to_keep=1).logits.argmax(-1).tolist()
-        pos[0] += 1
-
-    return step
-
-
 def steady(model, ref, compiled: CompiledDecode, arena: BlockArena, n: int, iters: int) -> dict:
     """Two-row step at context n: eager, compiled and HF batch-2 in rotation."""
     cache, rope = ArenaCache(arena), RopeTables(model)
@@ -149,7 +133,7 @@ def steady(model, ref, compiled: CompiledDecode, arena: BlockArena, n: int, iter
     got = compiled.step(views, [5, 6])
     diff = float((want - got).abs().max())
     same = want.argmax(-1).tolist() == got.argmax(-1).tolist()
-    hf = hf_stepper(ref, n)
+    hf = hf_batch2_step(ref, n)[0]  # the anchor of bench/engine.py, in the same rotation
     eager_ms, comp_ms, hf_ms = [], [], []
     for i in range(iters + 2):
         fill(arena, lengths)

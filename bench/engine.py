@@ -79,7 +79,9 @@ def op_count(fn) -> int:
     return sum(e.count for e in prof.key_averages())
 
 
-def bench_hf(model, n: int, iters: int) -> tuple[float, int, int]:
+def hf_batch2_step(model, n: int):
+    """The anchor: a stock transformers batch-2 decode step over a DynamicCache of ``n``
+    tokens a row. Returns (step, cache); each call of step decodes one more position."""
     cfg = model.config
     cache = DynamicCache(config=cfg)
     for layer in range(cfg.num_hidden_layers):
@@ -90,9 +92,14 @@ def bench_hf(model, n: int, iters: int) -> tuple[float, int, int]:
     def step():
         with torch.inference_mode():
             model(input_ids=torch.tensor([[5], [6]]), position_ids=torch.tensor([[pos[0]], [pos[0]]]),
-                  cache=cache, use_cache=True, logits_to_keep=1)
+                  cache=cache, use_cache=True, logits_to_keep=1).logits.argmax(-1).tolist()
         pos[0] += 1
 
+    return step, cache
+
+
+def bench_hf(model, n: int, iters: int) -> tuple[float, int, int]:
+    step, cache = hf_batch2_step(model, n)
     bytes_b2 = sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))
     return time_it(step, iters), bytes_b2, op_count(step)
 
