@@ -103,12 +103,11 @@ def enc(tiny_llm):
 
 
 def test_rows_read_exactly_like_the_think_baseline(tiny_llm, enc):
-    from voice_agent.core import EngineConfig
     from voice_agent.core.baselines import Baseline
 
     model, tok = tiny_llm
     task = TASKS[0]
-    base = Baseline(model, tok, "think", EngineConfig(mark_turn_end=True))
+    base = Baseline(model, tok, "think")
     base.begin_turn(system="Answer briefly.")
     base.listen(task.question)
     base.end_of_turn()
@@ -130,7 +129,22 @@ def test_control_rows_are_labelled_by_what_the_thoughts_hold(enc):
     for row, want in ((no, enc.no_id), (yes, enc.yes_id)):
         assert [t for t in row.labels if t != -100] == [want]
         assert row.ids[-1 - len(enc.question_ids):-1] == enc.question_ids
-    assert Counter(r.kind for r in enc.rows(TASKS, 0)).keys() == {"think", "writer", "control", "listen"}
+    assert Counter(r.kind for r in enc.rows(TASKS, 0)).keys() == {"think", "writer", "control"}
+
+
+@pytest.fixture(scope="module")
+def listening_enc(tiny_llm):
+    from voice_agent.training.thinker import ThinkerEncoder
+
+    return ThinkerEncoder(tiny_llm[1], "Answer briefly.", listening=True)
+
+
+def test_listening_adds_listen_rows_and_the_note(enc, listening_enc):
+    assert Counter(r.kind for r in listening_enc.rows(TASKS, 0)).keys() == {
+        "think", "writer", "control", "listen"}
+    n = len(listening_enc.note_ids)
+    assert listening_enc.prefix("Hi?")[:-len(enc.open_ids)][-n:] == listening_enc.note_ids
+    assert listening_enc.prefix("Hi?", done=False) == enc.prefix("Hi?")
 
 
 # ---------------------------------------------------------------- thinking while listening
@@ -186,7 +200,7 @@ def test_ready_offsets_follow_the_words():
         assert task.ready_at(len(task.steps) - 1) == task.after_turn > len(q)  # the conclusion
 
 
-def test_listen_rows_hold_the_pieces_as_the_engine_inserts_them(tiny_llm, enc):
+def test_listen_rows_hold_the_pieces_as_the_engine_inserts_them(tiny_llm, listening_enc):
     import random
 
     from voice_agent.core import Baseline, EngineConfig
@@ -202,25 +216,25 @@ def test_listen_rows_hold_the_pieces_as_the_engine_inserts_them(tiny_llm, enc):
     eng.begin_turn(system="Answer briefly.")
     for p in pieces:
         eng.listen(p)
-    prompt = enc.prompts.prompt_ids([], "Answer briefly.")
-    heard = lambda pre: tok.decode(pre[len(prompt):len(pre) - len(enc.open_ids)])
-    assert heard(enc.prefix(pieces, done=False)) == eng.listen_text  # still speaking
+    prompt = listening_enc.prompts.prompt_ids([], "Answer briefly.")
+    heard = lambda pre: tok.decode(pre[len(prompt):len(pre) - len(listening_enc.open_ids)])
+    assert heard(listening_enc.prefix(pieces, done=False)) == eng.listen_text  # still speaking
     eng.end_of_turn()
     eng.end_of_turn()  # a second call adds nothing
     assert eng.listen_text.endswith(TURN_END_NOTE) and eng.listen_text.count(TURN_END_NOTE) == 1
-    assert heard(enc.prefix(pieces)) == eng.listen_text  # the turn has ended: the note
+    assert heard(listening_enc.prefix(pieces)) == eng.listen_text  # the turn has ended: the note
     base = Baseline(model, tok, "think", EngineConfig(mark_turn_end=True))
     base.begin_turn(system="Answer briefly.")
     for p in pieces:
         base.listen(p)
     base.end_of_turn()
-    assert base._feed == enc.prefix(pieces)
+    assert base._feed == listening_enc.prefix(pieces)
     r = _heard(task, pieces, True)
-    row = enc.listen(r, 1)
+    row = listening_enc.listen(r, 1)
     learned = [t for t in row.labels if t != -100]
-    assert row.ids == enc.prefix(pieces[:2], done=False) + learned
+    assert row.ids == listening_enc.prefix(pieces[:2], done=False) + learned
     assert tok.decode(learned) == r.text(r.paragraph_end[1])
-    assert enc.think(task).ids[:len(enc.prefix(task.question))] == enc.prefix(task.question)
+    assert listening_enc.think(task).ids[:len(listening_enc.prefix(task.question))] == listening_enc.prefix(task.question)
 
 
 # ---------------------------------------------------------------- training and the adapter

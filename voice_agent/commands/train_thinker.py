@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--lora-r", type=int, default=8,
                    help="LoRA rank on every linear layer (8 keeps SmolLM2's adapter under 5 MB in fp16)")
+    p.add_argument("--listening", action="store_true",
+                   help="also teach thinking while listening: listen rows, the turn-end note "
+                        "(use the adapter with engine.mark_turn_end); an experiment, see the "
+                        "model card")
     p.add_argument("--init-adapter", default=None,
                    help="start from this adapter's weights (same rank) instead of zero updates")
     p.add_argument("--tasks", type=int, default=4000, help="generated training tasks")
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = generate(args.tasks + args.eval_tasks, args.seed, families)
     train_tasks, eval_tasks = tasks[:args.tasks], tasks[args.tasks:]
     model, tok = load_llm(args.base, device=device)
-    enc = ThinkerEncoder(tok, DEFAULT_SYSTEM)
+    enc = ThinkerEncoder(tok, DEFAULT_SYSTEM, listening=args.listening)
     train_rows = [(r.ids, r.labels) for r in enc.rows(train_tasks, args.seed)]
     eval_rows = [(r.ids, r.labels) for r in enc.rows(eval_tasks, args.seed + 1)]
     pad = tok.pad_token_id if tok.pad_token_id is not None else enc.eot
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "python run_assistant.py " + shlex.join(sys.argv[1:] if sys.argv[1:2] == [NAME]
                                                             else [NAME, *sys.argv[1:]]),
         "base": args.base, "seed": args.seed, "steps": res.steps, "resumed_from": res.resumed_from,
-        "init_adapter": args.init_adapter,
+        "init_adapter": args.init_adapter, "listening": args.listening,
         "batch_size": args.batch_size, "lr": args.lr, "lora_r": args.lora_r,
         "families": list(families), "train_tasks": len(train_tasks), "eval_tasks": len(eval_tasks),
         "train_s": round(res.elapsed_s, 1), "step_s": round(res.step_s, 3),

@@ -21,8 +21,10 @@ user's words as plain text, the think opening of ``Prompts``):
   conclusion, a walk's comparisons) is written. Every other row's turn has ended: the note
   follows the words, as the engine puts it there with ``mark_turn_end``.
 
-Half of the think, writer and control rows also carry such listening paragraphs before the
-rest of the thoughts, as a live session's thoughts do when the user's turn ends.
+Listen rows, the note and the listening paragraphs come only with ``listening=True``
+(``train-thinker --listening``); there half of the think, writer and control rows also
+carry listening paragraphs before the rest of the thoughts, as a live session's thoughts
+do when the user's turn ends. Without it the rows are exactly those of the shipped v2.
 
 The loss is a mean per row, then over the batch, so a one-token control row weighs as much
 as a long transcript.
@@ -42,8 +44,9 @@ from voice_agent.core.untrusted import encode_untrusted
 from voice_agent.training.tasks import Rounds, Task, rounds, split_pieces
 
 ROW_KINDS = ("think", "writer", "control", "listen")
-MIX = {"think": 0.45, "writer": 0.12, "control": 0.23, "listen": 0.2}
-HEARD_IN_PIECES = 0.5  # think/writer/control rows whose question came in pieces
+MIX = {"think": 0.6, "writer": 0.15, "control": 0.25}  # whole questions (the shipped v2)
+LISTENING_MIX = {"think": 0.45, "writer": 0.12, "control": 0.23, "listen": 0.2}
+HEARD_IN_PIECES = 0.5  # with listening: think/writer/control rows whose question came in pieces
 
 Row = tuple[list[int], list[int]]
 
@@ -59,8 +62,8 @@ class Encoded:
 class ThinkerEncoder:
     """Task → rows through ``tokenizer``'s own chat template and the core's ``Prompts``."""
 
-    def __init__(self, tokenizer, system: str | None) -> None:
-        self.tok, self.system = tokenizer, system
+    def __init__(self, tokenizer, system: str | None, listening: bool = False) -> None:
+        self.tok, self.system, self.listening = tokenizer, system, listening
         self.prompts = Prompts(tokenizer)
         t = self.prompts.template
         self.eot = self.prompts.end_of_turn_id
@@ -79,7 +82,7 @@ class ThinkerEncoder:
         that has ended carries ``TURN_END_NOTE`` (the engine's ``mark_turn_end``)."""
         pieces = [question] if isinstance(question, str) else question
         heard = [i for j, p in enumerate(pieces) for i in self.prompts.listen_ids(p, first=j == 0)]
-        note = self.note_ids if done else []
+        note = self.note_ids if done and self.listening else []
         return self.prompts.prompt_ids([], self.system) + heard + note + self.open_ids
 
     def text(self, s: str) -> list[int]:
@@ -126,10 +129,12 @@ class ThinkerEncoder:
 
     def row(self, task: Task, rng: random.Random) -> Encoded:
         """One row of a kind drawn by ``MIX``; control labels come out balanced."""
-        kind = rng.choices(list(MIX), list(MIX.values()))[0]
+        mix = LISTENING_MIX if self.listening else MIX
+        kind = rng.choices(list(mix), list(mix.values()))[0]
         n = len(task.steps)
         heard = None
-        if kind == "listen" or rng.random() < HEARD_IN_PIECES:
+        # (without listening no extra draw: the seeded rows stay exactly those of v2)
+        if self.listening and (kind == "listen" or rng.random() < HEARD_IN_PIECES):
             # A listen row always has a paragraph for its last piece (settle): after the
             # last piece it is the same as a row whose turn has not ended yet.
             heard = rounds(task, split_pieces(task.question, rng),
