@@ -372,10 +372,12 @@ def test_threaded_policy_gives_the_inline_verdicts_one_frame_later(whisper_model
         return [e for e in events if isinstance(e, TurnDecision)]
 
     inline, threaded = run(False), run(True)
-    assert [d.complete for d in inline] == [False, False, True]
+    # keep listening at the pause (one "incomplete", or on some CPUs a coin toss in the
+    # unsure margin first: Smart Turn gives 0.51 there without AVX-512), then end the turn
+    assert [d.complete for d in inline] in ([False, False, True], [False, False, False, True])
     # the recheck asked on the pause's last silent frame comes back after the user spoke
     # again: dropped, as it should be; the others match, one frame later
-    assert [d.complete for d in threaded] == [False, True]
+    assert [d.complete for d in threaded] == [d.complete for d in inline][1:]
     by_audio_t = {d.audio_t: d for d in inline}
     for b in threaded:
         a = by_audio_t[b.audio_t]
