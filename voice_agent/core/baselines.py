@@ -27,7 +27,7 @@ from transformers import DynamicCache
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, forbid_bias,
                                       pick_tokens)
 from voice_agent.core.engine import DONE, LISTENING, THINKING, WRITING, load_model
-from voice_agent.core.layout import TURN_END_NOTE, Prompts
+from voice_agent.core.layout import Prompts
 from voice_agent.events import Event, LlmListen, LlmStep, LlmThink, LlmWrite
 from voice_agent.trace import SessionClock
 
@@ -152,7 +152,7 @@ class Baseline(DecoderBase):
         open_text = (self.prompts.think_open_text() if self.mode == "think"
                      else self.prompts.nothink_open_text())
         self.thinking = self.mode == "think"
-        note = self.prompts.ids(TURN_END_NOTE) if self.config.mark_turn_end else []
+        note = self.prompts.turn_end_ids if self.config.mark_turn_end else []
         return (self.prompts.prompt_ids(history, system) + self.listen_ids + note
                 + self.prompts.ids(open_text))
 

@@ -22,7 +22,7 @@ from voice_agent.core.compiled import CompileError, CompiledDecode, wanted
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena
-from voice_agent.core.layout import TURN_END_NOTE, Layout, Prompts, Template
+from voice_agent.core.layout import Layout, Prompts, Template
 from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
 from voice_agent.errors import VoiceAgentError
 from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWindow, LlmWrite
@@ -158,16 +158,21 @@ class Engine(DecoderBase):
             window.append(LlmWindow(t=self.clock.now(), block="listen", dropped=len(ids) - cap,
                                     kept=cap, turn=self.turn))
             ids = ids[-cap:]
-        window += self._make_room("listen", len(ids))
+        *window_more, step = self._insert_listen(ids)
+        self.thinker_paused = False
+        return [*window, *window_more,
+                LlmListen(t=step.t, text=self.prompts.decode(ids), tokens=len(ids), turn=self.turn),
+                step]
+
+    def _insert_listen(self, ids: list[int]) -> list[Event]:
+        """Prefill ``ids`` at the end of the listen block (windowed first): any window
+        events, then the step."""
+        window = self._make_room("listen", len(ids))
         t0 = time.perf_counter()
         self._prefill("listen", self.layout.listen, ids, logits=False)
         self.listen_text += self.prompts.decode(ids)
-        self.thinker_paused = False
-        return [*window,
-                LlmListen(t=self.clock.now(), text=self.prompts.decode(ids), tokens=len(ids),
-                          turn=self.turn),
-                LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
-                        step=self.steps, turn=self.turn)]
+        return [*window, LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
+                                 step=self.steps, turn=self.turn)]
 
     def end_of_turn(self) -> list[Event]:
         """The user finished: the writer may speak once the control question says yes."""
@@ -181,14 +186,9 @@ class Engine(DecoderBase):
         """With ``mark_turn_end``: the note goes into the listen block after the words."""
         if not self.config.mark_turn_end or self.arena.length["listen"] == 0:
             return []
-        ids = self.prompts.ids(TURN_END_NOTE)
-        window = self._make_room("listen", len(ids))
-        t0 = time.perf_counter()
-        self._prefill("listen", self.layout.listen, ids, logits=False)
-        self.listen_text += TURN_END_NOTE
+        events = self._insert_listen(self.prompts.turn_end_ids)
         self._split_changed()
-        return [*window, LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
-                                 step=self.steps, turn=self.turn)]
+        return events
 
     def interrupt(self, heard_tokens: int) -> list[Event]:
         """Barge-in: keep the first ``heard_tokens`` answer tokens, reopen the turn.

@@ -163,6 +163,11 @@ class Prompts:
     def think_open_text(self) -> str:
         return self.user_tail + self.template.think_open_tail
 
+    @property
+    def turn_end_ids(self) -> list[int]:
+        """``TURN_END_NOTE``'s ids: what ``EngineConfig.mark_turn_end`` appends to the words."""
+        return self.ids(TURN_END_NOTE)
+
     def nothink_open_text(self) -> str:
         return self.user_tail + self.template.nothink_tail
 

@@ -518,7 +518,7 @@ def walking(rng: random.Random, digits: bool) -> Task:
     q = template.format(lead=lead, m=" ".join(said))
     # A move's step needs its sentence; the first step (the heading) the lead or the
     # first move; the comparisons need the whole walk.
-    pos = len(template.split("{lead}")[0]) + len(lead)
+    lead_end = pos = len(template.split("{lead}")[0]) + len(lead)
     move_ends = []
     for sentence in said:
         pos = q.index(sentence, pos) + len(sentence)
@@ -543,7 +543,7 @@ def walking(rng: random.Random, digits: bool) -> Task:
             steps.append(f"{a.capitalize()} {x}, {b} {y}: " + ("equal." if x == y else "not equal."))
     n_compare = len(steps) - 1 - len(moves)
     # the comparisons hold only for the whole walk: not before the turn has ended
-    ready = (move_ends[0] if heading_style else len(template.split("{lead}")[0]) + len(lead) - 1,
+    ready = (move_ends[0] if heading_style else lead_end - 1,
              *move_ends, *[len(q) + 1] * (n_compare + 1))
     known = len(steps)
     steps.append("So yes, back at the start." if home else "So no, not back at the start.")

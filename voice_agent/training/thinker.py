@@ -17,7 +17,7 @@ user's words as plain text, the think opening of ``Prompts``):
   recogniser commits, and the thoughts written so far in paragraphs, one per piece
   (``tasks.rounds``): the steps each piece made possible, or "Still listening." when it
   made none, each ending in a blank line (the engine pauses the thinker there until new
-  words come). No ``TURN_END_NOTE`` yet, so nothing that needs the whole question (the
+  words come). No turn-end note (``layout.TURN_END_NOTE``) yet, so nothing that needs the whole question (the
   conclusion, a walk's comparisons) is written. Every other row's turn has ended: the note
   follows the words, as the engine puts it there with ``mark_turn_end``.
 
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from voice_agent.core.flythinker.fusion import base_decoder
-from voice_agent.core.layout import TURN_END_NOTE, Prompts
+from voice_agent.core.layout import Prompts
 from voice_agent.core.untrusted import encode_untrusted
 from voice_agent.training.tasks import Rounds, Task, rounds, split_pieces
 
@@ -69,7 +69,7 @@ class ThinkerEncoder:
         self.eot = self.prompts.end_of_turn_id
         self.end_think = self.prompts.end_of_think_id
         self.open_ids = self.prompts.ids(self.prompts.think_open_text())
-        self.note_ids = self.prompts.ids(TURN_END_NOTE)
+        self.note_ids = self.prompts.turn_end_ids
         self.close_ids = self.prompts.ids(t.think_close)
         self.split_ids = self.prompts.ids(t.writer_split)
         self.question_ids = self.prompts.ids(t.question)
