@@ -2,29 +2,35 @@
 
 A forward pass is described by a ``StepPlan``: B rows, each with its *view* (an ordered
 list of blocks; the last one is the block the row writes) and T new tokens per row. The
-model is called with explicit ``position_ids`` (each token's position in its row's view)
-and ``block_plan=plan``; transformers hands that keyword down to the attention function
-registered here under ``ATTN_NAME``. That function
+model is called with ``position_ids`` set to each new token's position *inside the block
+it is written to* and ``block_plan=plan``; transformers hands that keyword down to the
+attention function registered here under ``ATTN_NAME``. That function
 
-1. rotates the new keys back by the offset of the written block (RoPE composes, so they
-   end up at block-local positions) and stores keys and values in the arena;
-2. for every block, rotates the *query* by minus that block's offset in the row's view and
-   scores it against the block's stored keys: exactly the score at the true distance;
+1. stores the new keys and values in the arena as they come: the stock RoPE already put
+   the keys at their block-local positions (the arena's convention, see ``kv.py``);
+2. for every block, rotates the *query* further by (offset of the written block - offset
+   of that block) in the row's view and scores it against the block's stored keys: the
+   rotations compose to exactly the score at the true distance;
 3. takes one softmax over all blocks of the row's view and sums probability-weighted values.
 
 Stored keys are never re-rotated or copied per step. Under GQA the query is reshaped to
 (kv_heads, groups, ...) instead of repeating keys. Rows that see the same block share one
 matmul against it, so a block both streams see is read once per step, not once per row.
+At voice-turn lengths (a few hundred tokens) a step costs its number of ops more than its
+bytes, so everything that is the same for every layer (the per-block rotations with the
+softmax scale folded in, each block's K and V views over all layers, the mask) is built
+once per step in the plan, and a layer only selects from it.
 
-``EAGER_NAME`` registers the slow, obviously correct twin (re-rotate every block's keys,
-concatenate in view order, plain causal attention); the tests compare the two.
+``EAGER_NAME`` registers the slow, obviously correct twin (re-rotate every block's keys to
+its true position, concatenate in view order, plain causal attention); the tests compare
+the two.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import AttentionInterface
@@ -94,21 +100,33 @@ class StepPlan:
     arena: BlockArena
     views: list[tuple[str, ...]]      # per row; views[r][-1] is the block row r writes
     writes: list[tuple[str, int]]     # per row: (block, block-local position of token 0)
-    position_ids: torch.Tensor        # (B, T) positions in each row's view
-    k_cos: torch.Tensor               # (B, 1, 1, D) rotation by -offset of the written block
-    k_sin: torch.Tensor
+    position_ids: torch.Tensor        # (B, T) block-local positions: what the stock RoPE gets
+    view_pos: torch.Tensor            # (B, T) true positions in each row's view
     blocks: list[str]                 # the union of the rows' views (non-empty blocks)
     cols: list[tuple[int, int]]       # per union block: its (first, end) column in the scores
-    q_cos: torch.Tensor               # (nb, 1, B, 1, 1, D) rotation by -offset, per block and row
-    q_sin: torch.Tensor
+    q_cos: torch.Tensor               # (nb, 1, B, 1, 1, D) rotation by (written - block) offset
+    q_sin: torch.Tensor               # per block and row (the stock RoPE did the block-local part)
     mask: torch.Tensor | None         # (1, B, 1, T, S) additive; None when every row sees all
     offsets: list[dict[str, int]]     # per row: block -> offset in that row's view
     rope: RopeTables
     write_idx: torch.Tensor           # (B*T,) arena columns of the new tokens, row-major
+    block_keys: list[tuple[torch.Tensor, ...]]    # per union block, per layer: K^T (kvh, D, len)
+    block_values: list[tuple[torch.Tensor, ...]]  # per union block, per layer: V (kvh, len, D)
+    _scaled: dict = field(default_factory=dict)  # softmax scale -> (cos, signed sin) scaled
 
     @property
     def q_len(self) -> int:
         return int(self.position_ids.shape[1])
+
+    def query_rotation(self, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, signed sin) times the softmax scale: the per-block query rotation is then
+        ``q * cos + roll(q, D/2) * sin``, three ops for every block and row of a layer."""
+        if scaling not in self._scaled:
+            half = self.q_sin.shape[-1] // 2
+            sign = torch.ones(self.q_sin.shape[-1], dtype=self.q_sin.dtype, device=self.q_sin.device)
+            sign[:half] = -1.0  # rotate_half(x) = cat(-x2, x1) = roll(x, half) * sign
+            self._scaled[scaling] = (self.q_cos * scaling, self.q_sin * (sign * scaling))
+        return self._scaled[scaling]
 
 
 def view_offsets(arena: BlockArena, view: Sequence[str]) -> dict[str, int]:
@@ -143,27 +161,29 @@ def make_plan(arena: BlockArena, views: Sequence[tuple[str, ...]], q_len: int,
     blocks: list[str] = []
     for v in views:
         blocks += [b for b in v if b not in blocks and arena.length[b] > 0]
-    pos = [[offsets[r][v[-1]] + starts[r] + t for t in range(T)] for r, v in enumerate(views)]
-    q_offs = [[offsets[r].get(b, 0) for r in range(B)] for b in blocks]
-    flat = [-o for row in q_offs for o in row] + [-offsets[r][v[-1]] for r, v in enumerate(views)]
-    cos, sin = rope(flat)                                      # (nb*B + B, D)
+    written = [offsets[r][v[-1]] for r, v in enumerate(views)]
+    local = [[starts[r] + t for t in range(T)] for r in range(B)]
+    # A row that does not see a block gets any rotation: the mask hides that block from it.
+    cos, sin = rope([written[r] - offsets[r].get(b, written[r]) for b in blocks for r in range(B)])
     nb, D = len(blocks), cos.shape[-1]
     cols, c = [], 0
     for b in blocks:
         cols.append((c, c + arena.length[b]))
         c += arena.length[b]
-    mask = _view_mask(arena, views, blocks, cols, starts, T, c, cos.device)
     dev = cos.device
+    mask = _view_mask(arena, views, blocks, cols, starts, T, c, dev)
     write_idx = torch.tensor([arena.start[b] + st + t for b, st in zip(writes_blocks, starts)
                               for t in range(T)], dtype=torch.long, device=dev)
+    spans = [arena.span_views(arena.start[b], arena.length[b]) for b in blocks]
     return StepPlan(
         arena=arena, views=list(views), writes=list(zip(writes_blocks, starts)),
-        position_ids=torch.tensor(pos, dtype=torch.long, device=cos.device),
-        k_cos=cos[nb * B:].view(B, 1, 1, D), k_sin=sin[nb * B:].view(B, 1, 1, D),
+        position_ids=torch.tensor(local, dtype=torch.long, device=dev),
+        view_pos=torch.tensor([[written[r] + p for p in local[r]] for r in range(B)],
+                              dtype=torch.long, device=dev),
         blocks=blocks, cols=cols,
-        q_cos=cos[:nb * B].view(nb, 1, B, 1, 1, D), q_sin=sin[:nb * B].view(nb, 1, B, 1, 1, D),
-        mask=mask, offsets=offsets, rope=rope,
-        write_idx=write_idx,
+        q_cos=cos.view(nb, 1, B, 1, 1, D), q_sin=sin.view(nb, 1, B, 1, 1, D),
+        mask=mask, offsets=offsets, rope=rope, write_idx=write_idx,
+        block_keys=[k for k, _ in spans], block_values=[v for _, v in spans],
     )
 
 
@@ -192,13 +212,14 @@ def _view_mask(arena: BlockArena, views: Sequence[tuple[str, ...]], blocks: list
 
 def _store_new_kv(module: torch.nn.Module, key: torch.Tensor, value: torch.Tensor,
                   plan: StepPlan) -> None:
-    """Rotate the new keys to block-local positions and write them and the values."""
-    k_local = _rotate(key, plan.k_cos, plan.k_sin)  # (B, kv_heads, T, D)
+    """Write the new keys (already at block-local positions) and values to the arena."""
     # One scatter for the K and V of every row (the plan holds the arena columns) instead
     # of two copies per row: at short contexts a step is bound by its number of ops.
     B, kvh, T, D = key.shape
-    kv = torch.stack((k_local, value.to(k_local.dtype))).transpose(1, 2).reshape(2, kvh, B * T, D)
-    plan.arena.kv[module.layer_idx].index_copy_(2, plan.write_idx, kv)
+    if value.dtype != key.dtype:
+        value = value.to(key.dtype)
+    kv = torch.cat((key, value), 1).transpose(0, 1).reshape(2 * kvh, B * T, D)  # a view at T=1
+    plan.arena.layer_kv[module.layer_idx].index_copy_(1, plan.write_idx, kv)
 
 
 def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
@@ -217,27 +238,29 @@ def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     B, H, T, D = query.shape
     kvh = key.shape[1]
     g = H // kvh
-    layer, arena = module.layer_idx, plan.arena
+    layer, nb = module.layer_idx, len(plan.blocks)
     _store_new_kv(module, key, value, plan)
-    qp = query.view(B, kvh, g, T, D).transpose(0, 1)              # (kvh, B, g, T, D)
-    q_all = _rotate(qp.unsqueeze(0), plan.q_cos, plan.q_sin)  # (nb, kvh, B, g, T, D)
-    q_all = (q_all * scaling).reshape(len(plan.blocks), kvh, B * g * T, D)
     # Short contexts are bound by the number of ops, not by bytes (6 blocks x 2 matmuls x
-    # every layer), so the loops below call bmm/baddbmm on narrow()ed views of this layer's
-    # K and V directly: torch.matmul and per-block arena slicing each add several ops.
-    k_layer, v_layer = arena.kv[layer].unbind(0)                 # (kvh, capacity, D) each
-    spans = [(arena.start[b], arena.length[b]) for b in plan.blocks]
-    scores = torch.cat([torch.bmm(q_all[i], k_layer.narrow(1, s0, n).transpose(1, 2))
-                        for i, (s0, n) in enumerate(spans)], dim=-1)  # (kvh, B*g*T, S)
+    # every layer), so a layer does three ops for all blocks' query rotations and one
+    # select plus one bmm per block and matmul; the rest was built once in the plan.
+    cos, sin = plan.query_rotation(scaling)
+    qp = query.view(B, kvh, g, T, D).transpose(0, 1).unsqueeze(0)      # (1, kvh, B, g, T, D)
+    q_all = torch.addcmul(qp * cos, qp.roll(D // 2, -1), sin)           # (nb, kvh, B, g, T, D)
+    if q_all.dtype != key.dtype:  # rotated in fp32 (the tables), scored in the arena's dtype
+        q_all = q_all.to(key.dtype)
+    q_all = q_all.reshape(nb, kvh, B * g * T, D).unbind(0)
+    scores = torch.cat([torch.bmm(q, k[layer]) for q, k in zip(q_all, plan.block_keys)],
+                       dim=-1)                                          # (kvh, B*g*T, S)
     S = scores.shape[-1]
     if plan.mask is not None:
         scores = scores.view(kvh, B, g, T, S) + plan.mask[0]
-    probs = torch.softmax(scores.float(), dim=-1).to(value.dtype).view(kvh, B * g * T, S)
-    out = None
-    for (c0, c1), (s0, n) in zip(plan.cols, spans):
-        v = v_layer.narrow(1, s0, n)
-        p = probs.narrow(2, c0, c1 - c0)
-        out = torch.bmm(p, v) if out is None else torch.baddbmm(out, p, v)  # (kvh, B*g*T, D)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+    if probs.dtype != value.dtype:
+        probs = probs.to(value.dtype)
+    parts = probs.view(kvh, B * g * T, S).split([c1 - c0 for c0, c1 in plan.cols], dim=2)
+    out = torch.bmm(parts[0], plan.block_values[0][layer])
+    for p, v in zip(parts[1:], plan.block_values[1:]):
+        out = torch.baddbmm(out, p, v[layer])                           # (kvh, B*g*T, D)
     out = out.view(kvh, B, g, T, D).permute(1, 3, 0, 2, 4).reshape(B, T, H, D)
     return out, None
 
@@ -245,8 +268,9 @@ def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
 def block_view_attention_eager(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                                value: torch.Tensor, attention_mask: torch.Tensor | None,
                                scaling: float, dropout: float = 0.0, **kwargs):
-    """The slow twin: rebuild each row's sequence by re-rotating every block's keys to its
-    offset, concatenate in view order and run plain causal attention. For tests only."""
+    """The slow twin: rotate the query to its true position, rebuild each row's sequence by
+    re-rotating every block's keys to its offset, concatenate in view order and run plain
+    causal attention. For tests only."""
     plan: StepPlan | None = kwargs.get("block_plan")
     if plan is None:
         return _plain_causal(module, query, key, value, scaling)
@@ -257,6 +281,8 @@ def block_view_attention_eager(module: torch.nn.Module, query: torch.Tensor, key
     _store_new_kv(module, key, value, plan)
     outs = []
     for r, view in enumerate(plan.views):
+        cos, sin = rope([plan.offsets[r][view[-1]]])              # block-local -> view position
+        q = _rotate(query[r], cos, sin)                           # (H, T, D)
         ks, vs, kpos = [], [], []
         for b in view:
             n, o = arena.length[b], plan.offsets[r][b]
@@ -268,8 +294,8 @@ def block_view_attention_eager(module: torch.nn.Module, query: torch.Tensor, key
             kpos.append(torch.arange(o, o + n, device=query.device))
         k = torch.cat(ks, 1).repeat_interleave(H // kvh, dim=0)   # (H, S, D)
         v = torch.cat(vs, 1).repeat_interleave(H // kvh, dim=0)
-        s = torch.matmul(query[r], k.transpose(1, 2)).float() * scaling  # (H, T, S)
-        visible = torch.cat(kpos)[None, :] <= plan.position_ids[r][:, None]  # (T, S)
+        s = torch.matmul(q, k.transpose(1, 2)).float() * scaling  # (H, T, S)
+        visible = torch.cat(kpos)[None, :] <= plan.view_pos[r][:, None]  # (T, S)
         s = s.masked_fill(~visible, -math.inf)
         outs.append(torch.matmul(torch.softmax(s, -1).to(v.dtype), v).transpose(0, 1))  # (T, H, D)
     return torch.stack(outs), None

@@ -2,8 +2,9 @@
 
 Each block owns a fixed slice of the arena (its capacity), so ``append``, ``truncate`` and
 ``clear`` only move the block's length: no other block is copied, nothing is reallocated.
-Keys are stored at *block-local* RoPE positions 0..len-1 (the writer of a key rotates it
-back by the block's offset in its view before storing it); values are stored as computed.
+Keys are stored at *block-local* RoPE positions 0..len-1 (a step hands the stock model the
+new tokens' positions inside the blocks they are written to, so its RoPE puts them there);
+values are stored as computed.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class BlockArena:
         # (layers, 2, kv_heads, capacity, D): one allocation, known at start.
         self.kv = torch.zeros(shape.num_layers, 2, shape.kv_heads, total, shape.head_dim,
                               dtype=dtype, device=device)
+        # Per layer, K and V heads side by side (2 * kv_heads, capacity, D): one scatter
+        # stores a step's keys and values (built once: a step is bound by its op count).
+        self.layer_kv = [layer.view(2 * shape.kv_heads, total, shape.head_dim)
+                         for layer in self.kv.unbind(0)]
+        self._spans: dict[tuple[int, int], tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = {}
 
     # ------------------------------------------------------------ index moves
 
@@ -108,6 +114,23 @@ class BlockArena:
         """(kv_heads, len, D) view of the stored values; no copy."""
         s = self.start[block]
         return self.kv[layer, 1, :, s:s + self.length[block]]
+
+    def span_views(self, start: int, n: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Per layer, the transposed keys (kv_heads, D, n) and the values (kv_heads, n, D)
+        of arena columns start..start+n; views, no copy.
+
+        Cached by span: a block that did not change since the last step (the prompt, the
+        heard words while nobody speaks) costs no new view ops, and at voice-turn lengths a
+        step is bound by its number of ops. Only the few spans of the current steps are kept.
+        """
+        views = self._spans.get((start, n))
+        if views is None:
+            if len(self._spans) >= 64:
+                self._spans.clear()
+            cols = self.kv.narrow(3, start, n)                  # (layers, 2, kvh, n, D)
+            views = (cols[:, 0].transpose(2, 3).unbind(0), cols[:, 1].unbind(0))
+            self._spans[(start, n)] = views
+        return views
 
     # ------------------------------------------------------------ bookkeeping
 
