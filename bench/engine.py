@@ -13,6 +13,10 @@ live at a few hundred to a thousand tokens):
 - memory: the arena's bytes vs a DynamicCache holding the same tokens (batch 1) and the
   batch-2 cache the HF step needs.
 
+The two steps are timed in rotation (HF, async, HF, async, ...); ``ratio`` is the median of
+each rotation's async/HF ratio (``ratio_iqr`` its quartiles), which a change of load on a
+shared machine moves far less than it moves either median.
+
 The caches are filled with random K/V instead of a prefill: timing does not depend on the
 values, and an 8k prefill would take minutes on a CPU. Prints JSON, then
 ``async/hf_batch2 = X.XX at 4k`` (or at the context nearest 4096).
@@ -70,6 +74,21 @@ def time_it(fn, iters: int) -> float:
     return statistics.median(ms)
 
 
+def time_rotation(fns: dict, iters: int) -> dict[str, list[float]]:
+    """ms per call of each function, called in rotation (A, B, A, B, ...): on a shared
+    machine a change of load then hits every function alike, and the ratio of a pair of
+    neighbouring calls is less noisy than a ratio of two separate medians."""
+    for fn in fns.values():
+        fn()  # warm-up
+    ms: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(iters):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ms[k].append((time.perf_counter() - t0) * 1000)
+    return ms
+
+
 def op_count(fn) -> int:
     """ATen ops one call of ``fn`` dispatches: at short contexts a step's fixed cost is
     mostly per-op overhead (about 30 layers x the ops per layer), not bytes."""
@@ -98,10 +117,8 @@ def hf_batch2_step(model, n: int):
     return step, cache
 
 
-def bench_hf(model, n: int, iters: int) -> tuple[float, int, int]:
-    step, cache = hf_batch2_step(model, n)
-    bytes_b2 = sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))
-    return time_it(step, iters), bytes_b2, op_count(step)
+def cache_bytes(cache) -> int:
+    return sum(x.numel() * x.element_size() for layer in cache.layers for x in (layer.keys, layer.values))
 
 
 def setup_arena(model, n: int, iters: int):
@@ -118,8 +135,11 @@ def setup_arena(model, n: int, iters: int):
     return arena, ArenaCache(arena), RopeTables(model)
 
 
-def bench_async(model, n: int, iters: int) -> dict[str, float]:
+def bench_pair(ref, model, n: int, iters: int) -> dict[str, float]:
+    """The HF batch-2 step of ``ref`` and the async step of ``model`` at context ``n``,
+    timed in rotation; the control question and the op counts apart."""
     layout = Layout()
+    hf_step, hf_cache = hf_batch2_step(ref, n)
     arena, cache, rope = setup_arena(model, n, iters)
 
     def step():
@@ -133,13 +153,18 @@ def bench_async(model, n: int, iters: int) -> dict[str, float]:
             forward_step(model, cache, torch.arange(QUESTION_TOKENS)[None] + 3, plan)
         arena.clear("question")
 
-    step_ms = time_it(step, iters)
-    control_ms = time_it(control, max(1, iters // 2))
-    ops = op_count(step)
+    ms = time_rotation({"hf": hf_step, "async": step}, iters)
+    pair = [a / h for a, h in zip(ms["async"], ms["hf"])]
     same_tokens = 2 * model.config.num_hidden_layers * model.config.num_key_value_heads * n \
         * model.config.head_dim * arena.kv.element_size()
-    return {"async_ms": step_ms, "control_ms": control_ms, "async_ops": ops, "arena_bytes": arena.nbytes(),
-            "dynamic_cache_same_tokens_bytes": same_tokens, "profile": profile_step(model, n) if n == 4096 else None}
+    return {"hf_batch2_ms": statistics.median(ms["hf"]), "async_ms": statistics.median(ms["async"]),
+            "ratio": statistics.median(pair),
+            "ratio_iqr": [round(q, 3) for q in statistics.quantiles(pair, n=4)[::2]] if len(pair) > 1 else None,
+            "control_ms": time_it(control, max(1, iters // 2)),
+            "hf_batch2_ops": op_count(hf_step), "async_ops": op_count(step),
+            "arena_bytes": arena.nbytes(), "dynamic_cache_same_tokens_bytes": same_tokens,
+            "hf_batch2_cache_bytes": cache_bytes(hf_cache),
+            "profile": profile_step(model, n) if n == 4096 else None}
 
 
 def profile_step(model, n: int) -> list[dict]:
@@ -180,12 +205,10 @@ def main() -> int:
         mine = build_model(args, head_dim)
         use_block_attention(mine)
         for n in contexts:
-            hf_ms, hf_bytes, hf_ops = bench_hf(ref, n, args.iters)
-            row = {"head_dim": head_dim, "context": n, "hf_batch2_ms": round(hf_ms, 2),
-                   "hf_batch2_ops": hf_ops,
-                   **bench_async(mine, n, args.iters), "hf_batch2_cache_bytes": hf_bytes}
-            row["async_ms"], row["control_ms"] = round(row["async_ms"], 2), round(row["control_ms"], 2)
-            row["ratio"] = round(row["async_ms"] / hf_ms, 3)
+            row = {"head_dim": head_dim, "context": n, **bench_pair(ref, mine, n, args.iters)}
+            for k in ("hf_batch2_ms", "async_ms", "control_ms"):
+                row[k] = round(row[k], 2)
+            row["ratio"] = round(row["ratio"], 3)
             row["arena_vs_same_tokens"] = round(row["arena_bytes"] / row["dynamic_cache_same_tokens_bytes"], 3)
             results.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "profile"}), file=sys.stderr, flush=True)

@@ -230,3 +230,29 @@ def test_truncate_and_clear_move_indices_only():
     assert arena.kv.data_ptr() == ptr
     with pytest.raises(ValueError):
         arena.truncate("b", 3)
+
+
+def test_rope_table_equals_the_rotary_module():
+    """The step's rotations come from a table the rotary module filled once: the same
+    values, element for element, as computing the positions asked for; negative positions
+    (the window's re-rotation) and positions past the table still compute."""
+    _, mine = build("qwen3", 4, 2, 64)
+    rope = RopeTables(mine)
+    for pos in ([0, 3, 17], [1023, 5], [4000, 2, 0], [-7, 4]):
+        got, want = rope(pos), rope._compute(pos)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), pos
+    assert rope._table[0].shape[0] == 4096  # grown by doubling for position 4000
+
+
+def test_span_views_are_live_views_of_the_arena():
+    """A cached span's per-layer K^T/V views read what the arena holds now (the views are
+    cached, the values are not), and equal the block accessors."""
+    ref, _ = build("qwen3", 4, 2, 64)
+    arena, _, _ = new_arena(ref, {"a": 8, "b": 8})
+    arena.reserve("b", 5)
+    kt, v = arena.span_views(arena.start["b"], 5)
+    assert arena.span_views(arena.start["b"], 5)[0] is kt  # cached
+    arena.kv.normal_()
+    for layer in range(ref.config.num_hidden_layers):
+        assert torch.equal(kt[layer], arena.keys(layer, "b").transpose(1, 2))
+        assert torch.equal(v[layer], arena.values(layer, "b"))

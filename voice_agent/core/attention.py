@@ -60,19 +60,40 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 class RopeTables:
-    """cos/sin of arbitrary (also negative) positions from the model's own rotary module."""
+    """cos/sin of arbitrary (also negative) positions from the model's own rotary module.
+
+    Non-negative positions (every step's rotations: a block never lies after the block its
+    row writes) are read from a table the rotary module filled once, one index op instead
+    of a rotary forward per step; the values are the module's own, element for element.
+    """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.rotary = model.get_decoder().rotary_emb
         # Scaled RoPE variants multiply cos/sin by a factor; a relative rotation must not.
         self.scale = float(getattr(self.rotary, "attention_scaling", 1.0) or 1.0)
         self._probe = torch.zeros(1, dtype=torch.float32, device=self.rotary.inv_freq.device)
+        self._table: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Dynamic RoPE variants change their frequencies with the longest position asked
+        # for: a table of far positions would change the near ones, so they compute.
+        self.dynamic = getattr(self.rotary, "rope_type", "default") in ("dynamic", "longrope")
 
-    def __call__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (cos, sin), each (len(positions), D) in fp32."""
+    def _compute(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.tensor([list(positions)], dtype=torch.long, device=self._probe.device)
         cos, sin = self.rotary(self._probe, pos)  # (1, N, D)
         return cos[0] / self.scale, sin[0] / self.scale
+
+    def __call__(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (cos, sin), each (len(positions), D) in fp32."""
+        lo, hi = min(positions, default=0), max(positions, default=0)
+        if lo < 0 or self.dynamic:
+            return self._compute(positions)
+        if self._table is None or hi >= self._table[0].shape[0]:
+            size = 1024
+            while size <= hi:
+                size *= 2
+            self._table = self._compute(range(size))
+        idx = torch.tensor(list(positions), dtype=torch.long, device=self._probe.device)
+        return self._table[0].index_select(0, idx), self._table[1].index_select(0, idx)
 
 
 def check_supported(model: torch.nn.Module) -> None:
