@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from voice_agent.core.attention import RopeTables, _rotate, check_supported, view_offsets
+from voice_agent.core.attention import (RopeTables, check_supported, rotate_queries, scaled_rotation,
+                                        view_offsets)
 from voice_agent.core.kv import BlockArena
 from voice_agent.errors import VoiceAgentError
 
@@ -89,10 +90,8 @@ class DecodePlan:
     kv: torch.Tensor                  # this layer's arena slice (2, kv_heads, capacity, D)
     spans: tuple[tuple[int, int], ...]  # per view block: (arena start, columns read)
     new_block: tuple[int, ...]        # per row: index in spans of the block it writes
-    q_cos: torch.Tensor               # (nb, 1, B, 1, 1, D) rotation by -offset per block, row
-    q_sin: torch.Tensor
-    k_cos: torch.Tensor               # (B, 1, 1, D) rotation by -offset of the written block
-    k_sin: torch.Tensor
+    q_cos: torch.Tensor               # (nb, 1, B, 1, 1, D) rotation by (written - block) offset
+    q_sin: torch.Tensor               # per block and row, as the eager step's plan
     mask: torch.Tensor                # (B, 1, S + B) additive: padding, unseen blocks, new cols
     new_kv: list = field(default_factory=list)  # per layer: (k_local, v), each (B, kvh, 1, D)
 
@@ -102,12 +101,15 @@ class DecodePlan:
         B, H, T, D = query.shape
         kvh = key.shape[1]
         g = H // kvh
-        k_new = _rotate(key, self.k_cos, self.k_sin)                     # (B, kvh, 1, D)
+        k_new = key  # the stock RoPE ran at block-local positions, as in the eager step
         v_new = value.to(k_new.dtype)
         self.new_kv.append((k_new, v_new))
         qp = query.view(B, kvh, g, T, D).transpose(0, 1)                 # (kvh, B, g, 1, D)
-        q_all = _rotate(qp.unsqueeze(0), self.q_cos, self.q_sin)         # (nb, kvh, B, g, 1, D)
-        q_all = (q_all * scaling).reshape(len(self.spans), kvh, B * g * T, D)
+        cos, sin = scaled_rotation(self.q_cos, self.q_sin, scaling)
+        q_all = rotate_queries(qp.unsqueeze(0), cos, sin)               # (nb, kvh, B, g, 1, D)
+        if q_all.dtype != key.dtype:
+            q_all = q_all.to(key.dtype)
+        q_all = q_all.reshape(len(self.spans), kvh, B * g * T, D)
         k_layer, v_layer = self.kv.unbind(0)                             # (kvh, capacity, D)
         parts = [torch.bmm(q_all[i], k_layer.narrow(1, s0, n).transpose(1, 2))
                  for i, (s0, n) in enumerate(self.spans)]
@@ -144,7 +146,7 @@ def _step_inputs(model: torch.nn.Module, ids: torch.Tensor, pos: torch.Tensor,
     cos, sin = rotary(h, pos[:B].view(B, 1))                             # as the stock model
     scale = float(getattr(rotary, "attention_scaling", 1.0) or 1.0)
     rcos, rsin = rotary(torch.zeros(1, dtype=torch.float32, device=h.device), pos[B:].view(1, -1))
-    rcos, rsin = rcos[0] / scale, rsin[0] / scale                        # (nb*B + B, D)
+    rcos, rsin = rcos[0] / scale, rsin[0] / scale                        # (nb*B, D)
     D = rcos.shape[-1]
     masks = []
     for i, n in enumerate(ns):
@@ -152,18 +154,16 @@ def _step_inputs(model: torch.nn.Module, ids: torch.Tensor, pos: torch.Tensor,
         masks.append(valid)
     masks.append(torch.tensor(new_seen, dtype=torch.bool, device=h.device))  # (B, B)
     mask = torch.where(torch.cat(masks, dim=1), 0.0, -math.inf).view(B, 1, -1)
-    rot = (rcos[:nb * B].view(nb, 1, B, 1, 1, D), rsin[:nb * B].view(nb, 1, B, 1, 1, D),
-           rcos[nb * B:].view(B, 1, 1, D), rsin[nb * B:].view(B, 1, 1, D))
+    rot = (rcos.view(nb, 1, B, 1, 1, D), rsin.view(nb, 1, B, 1, 1, D))
     return h, cos, sin, rot, mask
 
 
 def _layer_step(layer: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                kv_layer: torch.Tensor, q_cos: torch.Tensor, q_sin: torch.Tensor,
-                k_cos: torch.Tensor, k_sin: torch.Tensor, mask: torch.Tensor,
+                kv_layer: torch.Tensor, q_cos: torch.Tensor, q_sin: torch.Tensor, mask: torch.Tensor,
                 starts: tuple[int, ...], new_block: tuple[int, ...], *ns: int):
     """One stock decoder layer over the view attention: (h, new keys, new values)."""
     plan = DecodePlan(kv=kv_layer, spans=tuple(zip(starts, ns)), new_block=new_block,
-                      q_cos=q_cos, q_sin=q_sin, k_cos=k_cos, k_sin=k_sin, mask=mask)
+                      q_cos=q_cos, q_sin=q_sin, mask=mask)
     h = layer(h, attention_mask=None, position_embeddings=(cos, sin), block_plan=plan)
     k, v = plan.new_kv[0]
     return h, k, v
@@ -183,8 +183,9 @@ def _graph(model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor, pos: tor
            *ns: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One decode step: (B, V) fp32 logits and the new K/V (layers, 2, kvh, B, D).
 
-    ``pos`` holds, in order, each row's position in its view (B), minus each block's offset
-    per row (nb * B) and minus the written block's offset per row (B). ``lens``: each view
+    ``pos`` holds, in order, each row's new position inside the block it writes (B), then
+    per block and row the written block's offset minus that block's offset (nb * B): the
+    eager step's rotations (attention.make_plan). ``lens``: each view
     block's stored length before this step; ``sees``: (B, nb) whether a row's view holds
     the block; ``ns``: the columns read per block (padded lengths).
     """
@@ -298,9 +299,10 @@ class CompiledDecode:
         offsets = [view_offsets(arena, v) for v in views]
         # stored lengths before this step (the new tokens are the graph's extra columns)
         lens = [arena.length[b] - (1 if b in writes else 0) for b in blocks]
-        pos = ([offsets[r][w] + old[r] for r, w in enumerate(writes)]
-               + [-offsets[r].get(b, 0) for b in blocks for r in range(B)]
-               + [-offsets[r][w] for r, w in enumerate(writes)])
+        # the new tokens' block-local positions (the stock RoPE), then per block and row
+        # the query's further rotation: written block's offset - that block's offset
+        pos = (list(old) + [offsets[r][w] - offsets[r].get(b, offsets[r][w])
+                            for b in blocks for r, w in enumerate(writes)])
         key = tuple(views)
         static = self._sees.get(key)
         if static is None:
