@@ -118,3 +118,16 @@ def test_spoken_mode_every_mode(short_set, tmp_path, capsys):
             assert r["response_latency_s"] is not None and r["live_total_delay"] is not None
     # whisper may write "2 plus 2": the words, not the spelling, must come through
     assert sum("plus" in r["transcript"].lower() for r in rows if r["id"] == "q1") == 4
+
+
+def test_set_overrides_every_mode_and_is_recorded(short_set, tmp_path, capsys):
+    """--set reaches the decoders (here: no thinking while the question arrives) and the
+    run's record; a bad key is one line before any model loads."""
+    run_eval(capsys, short_set, tmp_path / "o", "--modes", "async", "--streamed", "2",
+             "--set", "engine.max_listen_thoughts=0")
+    assert all(r["thoughts_while_listening"] == 0 for r in read_rows(tmp_path / "o"))
+    meta = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert meta["set"] == ["engine.max_listen_thoughts=0"]
+    assert main(["eval", "--data", str(short_set), "--llm", "tiny", "--set", "engine.nope=1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(err) == 1 and "unknown setting engine.nope" in err[0], err

@@ -48,6 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="async mode: decode steps through one torch.compile graph (the "
                         "warm-up pays the compile)")
+    p.add_argument("--config", help="a settings file (TOML), as in the session commands")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting for every mode, after the eval's own budgets, "
+                        "e.g. --set engine.max_listen_thoughts=0 (repeatable)")
     p.add_argument("--json", action="store_true", help="last stdout line: the per-mode figures as JSON")
     p.add_argument("--from-results", metavar="DIR",
                    help="decode nothing: rebuild DIR's summary.md and plots from its results.jsonl "
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                        spoken=args.spoken, seed=args.seed, out=out, max_thoughts=args.max_thoughts,
                        max_answer=args.max_answer, max_steps=args.max_steps, device=args.device,
                        dtype=args.dtype, threads=args.threads,
-                       compile="on" if args.compile else "auto", steps_per_word=args.streamed)
+                       compile="on" if args.compile else "auto", steps_per_word=args.streamed,
+                       config=args.config, overrides=tuple(args.set))
     console = Console(stderr=True, highlight=False)
     if args.llm == "tiny":
         console.print("[yellow]note: --llm tiny is a random-init test model: its answers are noise[/]")

@@ -39,6 +39,8 @@ class EvalOptions:
     threads: int = 1
     compile: str = "auto"  # engine.compile: async decode steps as one compiled graph
     steps_per_word: int | None = None  # text mode: the question streamed (eval/text.py)
+    config: str | None = None  # a settings file, then ``overrides`` (--set), over the budgets
+    overrides: tuple[str, ...] = ()
 
 
 def engine_settings(opts: EvalOptions) -> dict[str, Any]:
@@ -74,10 +76,10 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
         raise VoiceAgentError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
     # bad input fails here, before torch and the model load
     problems = load_set(opts.data, opts.limit, opts.seed, offset=opts.offset)
+    _load_config(opts)
 
     import torch
 
-    from voice_agent.config import load_config
     from voice_agent.core import EngineConfig
     from voice_agent.eval.delay import piper_synthesizer
     from voice_agent.eval.report import summarize, write_results, write_summary
@@ -89,8 +91,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     started = time.monotonic()
     torch.set_num_threads(opts.threads)
     settings = engine_settings(opts)
-    base = load_config(runtime={"device": opts.device, "dtype": opts.dtype,
-                                "torch_threads": opts.threads}, engine=settings)
+    base = _load_config(opts)
     model, tok = load_llm_precise(opts.llm, opts.device, base.runtime.dtype)
     tts = PiperTts(base.tts)
     synth = piper_synthesizer(tts)
@@ -103,7 +104,8 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     spoken_ctx = _spoken_context(opts, base) if opts.spoken else None
 
     meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
-            "budgets": settings, "modes": list(opts.modes), "limit": opts.limit, "offset": opts.offset,
+            "budgets": settings, "config": opts.config, "set": list(opts.overrides),
+            "modes": list(opts.modes), "limit": opts.limit, "offset": opts.offset,
             "spoken": opts.spoken, "steps_per_word": opts.steps_per_word, "started": time.time()}
     (opts.out / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     rows: list[dict] = []
@@ -131,6 +133,17 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     return rows, figures
 
 
+def _load_config(opts: EvalOptions, **sections: dict[str, Any]) -> Any:
+    """Defaults, the eval's budgets and runtime flags, then ``--config`` and ``--set``: one
+    order for the decoders and for every spoken session."""
+    from voice_agent.config import load_config
+
+    return load_config(opts.config, list(opts.overrides),
+                       defaults={"engine": engine_settings(opts)},
+                       runtime={"device": opts.device, "dtype": opts.dtype,
+                                "torch_threads": opts.threads}, **sections)
+
+
 def _spoken_context(opts: EvalOptions, base: Any) -> dict[str, Any]:
     from voice_agent.asr.whisper import load_whisper
     from voice_agent.eval.data import DATA_DIR
@@ -141,14 +154,10 @@ def _spoken_context(opts: EvalOptions, base: Any) -> dict[str, Any]:
 
 def _spoken_one(p: Any, mode: str, decoder: Any, opts: EvalOptions, ctx: dict[str, Any],
                 tts: Any, synth: Any) -> dict[str, Any]:
-    from voice_agent.config import load_config
     from voice_agent.eval.spoken import question_wav, run_spoken
     from voice_agent.runner import Models
 
-    config = load_config(runtime={"device": opts.device, "dtype": opts.dtype,
-                                  "torch_threads": opts.threads},
-                         session={"mode": mode, "end_wait_s": SPOKEN_END_WAIT_S},
-                         engine=engine_settings(opts))
+    config = _load_config(opts, session={"mode": mode, "end_wait_s": SPOKEN_END_WAIT_S})
     wav = question_wav(p, tts, ctx["cache"])
     return run_spoken(p, wav, config=config, models=Models(llm=opts.llm), decoder=decoder,
                       whisper=ctx["whisper"], tts=tts, out_dir=opts.out / "spoken" / mode / p.id,
