@@ -139,9 +139,18 @@ def test_bargein_stops_audio_and_keeps_heard_tokens(tmp_path, whisper, piper):
     assert len(barge) == 1
     b = barge[0]
     # Audio stops within 100 ms of the decision: the cut chunk's end is logged at once.
+    # Under load the next chunk may not be ready yet when the user speaks (the answer is
+    # still pending, so it is a barge-in, but nothing sounds): then there is nothing to cut.
+    starts = [e["t"] for e in events if e["ev"] == "audio.play_start" and e["t"] <= b["t"]]
+    ends = [e["t"] for e in events if e["ev"] == "audio.play_end" and not e["interrupted"]
+            and e["t"] < b["t"]]
+    playing = len(starts) > len(ends)
     cut = [e for e in events if e["ev"] == "audio.play_end" and e["interrupted"]]
     sample = 1 / 22050  # the sink stamps the cut at a whole output sample (floored)
-    assert cut and -sample - 1e-6 <= cut[0]["t"] - b["t"] <= 0.1
+    if playing:
+        assert cut and -sample - 1e-6 <= cut[0]["t"] - b["t"] <= 0.1
+    else:
+        assert not cut
     assert not [e for e in events if e["ev"] == "audio.play_start" and b["t"] < e["t"] < b["t"] + 0.05]
     # The engine's answer block holds exactly the heard tokens.
     assert engine.after_interrupt == [(b["heard_tokens"], b["heard_tokens"])]
