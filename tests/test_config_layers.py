@@ -19,8 +19,14 @@ def _session_args(*argv: str) -> argparse.Namespace:
 
 
 def test_replay_and_live_start_from_the_voice_engine_budgets():
+    """The voice budgets, then what the default model's manifest entry sets (the embedded
+    SmolLM2 does not think while the user speaks: max_listen_thoughts = 0)."""
+    from voice_agent.models import llm_engine_defaults
+
     config, _ = session_config(_session_args())
-    for key, value in VOICE_ENGINE_DEFAULTS.items():
+    model_own = llm_engine_defaults(None)
+    assert model_own.get("max_listen_thoughts") == 0
+    for key, value in {**VOICE_ENGINE_DEFAULTS, **model_own}.items():
         assert getattr(config.engine, key) == value
 
 

@@ -229,8 +229,10 @@ RULES: tuple[Rule, ...] = (
        WORD, lambda m: numbers.day_month(int(m.group(1)), numbers.month_number(m.group(2)),
                                          m.group(3) or ""), lookahead=8),
     _r("slash_date", r"(?<![\w/])(\d{1,2})/(\d{1,2})/(\d{4})(?![\w/])", WORD, _slash_date),
+    # After a meridiem a colon is punctuation ("at 3:30 pm: ..."); after the digits it would
+    # make another clock field, so there it ends no time.
     _r("clock_time", rf"(?<![\w:.])(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)(?::(?P<s>[0-5]\d))?"
-                     rf"(?:\s?(?P<ampm>{_AMPM}))?(?![\w:])", WORD, _time, lookahead=6),
+                     rf"(?:\s?(?P<ampm>{_AMPM})(?!\w)|(?![\w:]))", WORD, _time, lookahead=6),
     _r("hour_ampm", rf"(?<![\w:.])(?P<h>1[0-2]|0?[1-9])\s?(?P<ampm>{_AMPM})(?!\w)", WORD,
        lambda m: numbers.clock_time(m.group("h"), "0", m.group("ampm"))),
     _r("ratio", r"(?<![\w:.])(\d+):(\d+)(?![\w:]|\.\d)", WORD,
