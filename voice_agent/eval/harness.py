@@ -76,7 +76,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
         raise VoiceAgentError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
     # bad input fails here, before torch and the model load
     problems = load_set(opts.data, opts.limit, opts.seed, offset=opts.offset)
-    _load_config(opts)
+    base = _load_config(opts)
 
     import torch
 
@@ -91,7 +91,6 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     started = time.monotonic()
     torch.set_num_threads(opts.threads)
     settings = engine_settings(opts)
-    base = _load_config(opts)
     model, tok = load_llm_precise(opts.llm, opts.device, base.runtime.dtype)
     tts = PiperTts(base.tts)
     synth = piper_synthesizer(tts)
