@@ -287,3 +287,30 @@ def test_a_final_needs_a_hypothesis_that_heard_past_the_voiced_end(whisper_model
     text = rec.finish(speech_end)
     assert rec.stats.final_reused == 0
     assert word_error_rate("What is the capital of France?", text) == 0.0
+
+
+def test_no_update_starts_while_a_pause_waits_for_its_tail(whisper_model):
+    """At a pause the next decode is the speculative pass over the tail, which the final
+    reuses. An update falling due between the pause and the tail's arrival would hold the
+    ASR thread when the tail comes (in real time the final then waits for two decodes),
+    so none starts; if speech resumes first, updates go on as before."""
+    from voice_agent.asr.streaming import StreamingAsr
+    from voice_agent.asr.whisper import WhisperDecoder
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "samples" / "capital_of_france.wav"
+    pcm = to_int16(read_wav(path))
+    cfg = AsrConfig(interval_s=0.5, final_tail_s=0.15)
+    asr = StreamingAsr(WhisperDecoder(whisper_model, cfg), SimClock(), cfg, lambda e: None,
+                       threaded=False)
+    at = lambda s: int(round(s * 16000))  # noqa: E731
+    asr.begin(0.0, pcm[:at(0.45)])
+    assert asr.stats.decodes == 0                    # 0.45 s heard: no update due yet
+    asr.pause(0.45)                                  # first silent frame
+    asr.push(pcm[at(0.45):at(0.55)])                 # an update is due (0.55 s) ...
+    assert asr.stats.decodes == 0                    # ... but the pause's tail is not here
+    asr.push(pcm[at(0.55):at(0.60)])                 # the tail has arrived: the pass runs
+    assert asr.stats.decodes == 1 and asr.stats.buffer_s[-1] >= 0.60 - 1e-9
+    asr.resume()                                     # speech went on: updates as usual
+    asr.push(pcm[at(0.60):at(1.10)])
+    assert asr.stats.decodes == 2
+    asr.close()

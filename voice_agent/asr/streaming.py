@@ -150,7 +150,12 @@ class StreamingAsr:
             return False
         if self._end_at is not None:
             return True
-        return self._speculation_needed() or rec.due()
+        if self._speculate_at is not None:
+            # A pause is pending: its pass starts as soon as the tail has arrived. An
+            # update started now would hold the thread when the tail comes, and the
+            # final, which needs that pass, would wait for both decodes.
+            return self._speculation_needed()
+        return rec.due()
 
     def _speculation_needed(self) -> bool:
         """A pause is pending and no hypothesis heard the speech up to it yet (one that
@@ -175,7 +180,7 @@ class StreamingAsr:
             elif self._speculation_needed():
                 self._speculate_at = None
                 self._rec.update()  # covers the pause; its hypothesis may serve the final
-            elif self._rec.due():
+            elif self._speculate_at is None and self._rec.due():
                 self._rec.update()
         except Exception as e:  # a decode failure must not kill the thread: report it
             self._failed(e)
