@@ -83,11 +83,11 @@ def session_latency(prec: str, llm: str, n: int) -> list[float]:
     from voice_agent.asr.whisper import load_whisper
     from voice_agent.audio.sources import WavSource
     from voice_agent.config import load_config
-    from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, build_decoder, run_session
+    from voice_agent.runner import Models, build_decoder, run_session, voice_engine_defaults
     from voice_agent.tts.piper_tts import PiperTts
 
     config = load_config(runtime={"dtype": prec, "torch_threads": torch.get_num_threads()},
-                         session={"mode": "async"}, engine=VOICE_ENGINE_DEFAULTS)
+                         session={"mode": "async"}, engine=voice_engine_defaults(llm))
     decoder = build_decoder("async", llm, config, SessionClock())
     whisper, tts = load_whisper(config.asr.model, config.asr.cpu_threads), PiperTts(config.tts)
     out = []

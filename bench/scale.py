@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from voice_agent.config import load_config  # noqa: E402
-from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models  # noqa: E402
+from voice_agent.runner import Models, voice_engine_defaults  # noqa: E402
 from voice_agent.server import ServerSettings  # noqa: E402
 from voice_agent.server.client import RealtimeClient, wav_pcm16  # noqa: E402
 from voice_agent.server.ray_serve import RayServer, ScalePlan  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> int:
     ap.add_argument("--max-answer", type=int, default=48)
     args = ap.parse_args()
     samples = sorted(SAMPLES.glob("*.wav"))
-    config = load_config(engine={**VOICE_ENGINE_DEFAULTS, "max_answer": args.max_answer})
+    config = load_config(engine={**voice_engine_defaults(args.llm), "max_answer": args.max_answer})
     results: dict = {"llm": args.llm, "sessions": args.sessions, "rounds": args.rounds,
                      "max_answer": args.max_answer, "cpu_count": os.cpu_count(),
                      "loadavg_start": os.getloadavg()[0]}

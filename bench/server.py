@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from voice_agent.audio.sources import WavSource  # noqa: E402
 from voice_agent.config import load_config  # noqa: E402
-from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, run_session  # noqa: E402
+from voice_agent.runner import Models, run_session, voice_engine_defaults  # noqa: E402
 from voice_agent.server import Limits, ServerSettings, create_app  # noqa: E402
 from voice_agent.server.client import RealtimeClient, wav_pcm16  # noqa: E402
 from voice_agent.server.host import ModelHost  # noqa: E402
@@ -108,7 +108,7 @@ def main() -> int:
                     help="answer tokens per turn (short answers keep the run short)")
     args = ap.parse_args()
     samples = sorted(SAMPLES.glob("*.wav"))[:args.samples]
-    config = load_config(engine={**VOICE_ENGINE_DEFAULTS, "max_answer": args.max_answer})
+    config = load_config(engine={**voice_engine_defaults(args.llm), "max_answer": args.max_answer})
     host = ModelHost(config, Models(args.llm))
     results: dict = {"llm": host.llm_name, "max_answer": args.max_answer,
                      "samples": [s.name for s in samples]}

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from voice_agent.asr.whisper import load_whisper  # noqa: E402
 from voice_agent.audio.sources import WavSource  # noqa: E402
 from voice_agent.config import load_config  # noqa: E402
-from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, build_decoder, run_session  # noqa: E402
+from voice_agent.runner import Models, build_decoder, run_session, voice_engine_defaults  # noqa: E402
 from voice_agent.trace import SessionClock, read_trace  # noqa: E402
 from voice_agent.tts.piper_tts import PiperTts  # noqa: E402
 
@@ -64,7 +64,7 @@ def overhead(events: list[dict], turn: dict) -> float | None:
 def run_mode(mode: str, llm: str, samples: list[Path], whisper, tts, out_root: Path,
              overrides: list[str] = ()) -> dict:
     config = load_config(overrides=list(overrides), session={"mode": mode},
-                         engine=VOICE_ENGINE_DEFAULTS)
+                         engine=voice_engine_defaults(llm))
     decoder = build_decoder(mode, llm, config, SessionClock())
     rows = []
     for wav in samples:

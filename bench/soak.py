@@ -55,7 +55,7 @@ from voice_agent.memory import (  # noqa: E402
     limit_malloc_arenas,
     malloc_stats,
 )
-from voice_agent.runner import VOICE_ENGINE_DEFAULTS, Models, build_decoder, run_session  # noqa: E402
+from voice_agent.runner import Models, build_decoder, run_session, voice_engine_defaults  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     config = load_config(session={"mode": "async", "end_wait_s": 20.0},
-                         engine={**VOICE_ENGINE_DEFAULTS, "max_answer": 48})
+                         engine={**voice_engine_defaults(args.llm), "max_answer": 48})
     decoder = build_decoder("async", args.llm, config, SessionClock())
     whisper = load_whisper(None, 1)
     tts = PiperTts(config.tts)
