@@ -128,6 +128,7 @@ def test_set_overrides_every_mode_and_is_recorded(short_set, tmp_path, capsys):
     assert all(r["thoughts_while_listening"] == 0 for r in read_rows(tmp_path / "o"))
     meta = json.loads((tmp_path / "o" / "run.json").read_text())
     assert meta["set"] == ["engine.max_listen_thoughts=0"]
+    assert meta["budgets"]["max_listen_thoughts"] == 0  # the budgets the decoders used
     assert main(["eval", "--data", str(short_set), "--llm", "tiny", "--set", "engine.nope=1"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert len(err) == 1 and "unknown setting engine.nope" in err[0], err

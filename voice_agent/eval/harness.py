@@ -102,8 +102,10 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
         d.warm_up()
     spoken_ctx = _spoken_context(opts, base) if opts.spoken else None
 
+    # the budgets the decoders really use: --config and --set come after the eval's own
+    budgets = {k: getattr(engine_cfg, k, v) for k, v in settings.items()}
     meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
-            "budgets": settings, "config": opts.config, "set": list(opts.overrides),
+            "budgets": budgets, "config": opts.config, "set": list(opts.overrides),
             "modes": list(opts.modes), "limit": opts.limit, "offset": opts.offset,
             "spoken": opts.spoken, "steps_per_word": opts.steps_per_word, "started": time.time()}
     (opts.out / "run.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
