@@ -23,6 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+THRESHOLDS = (0.5, 0.9, 0.99, 0.999)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--llm", default="embedded")
@@ -55,7 +58,11 @@ def main() -> int:
     for kind, rs in rows.items():
         out[kind] = {"median_p_yes": statistics.median(r["p_yes"] for r in rs),
                      "median_p_no": statistics.median(r["p_no"] for r in rs),
-                     "said_yes": sum(r["yes"] for r in rs) / len(rs)}
+                     "said_yes": sum(r["yes"] for r in rs) / len(rs),
+                     # the engine lets the writer go only above control_min_yes:
+                     # how each threshold would split these views
+                     "p_yes_at_least": {str(th): sum(r["p_yes"] >= th for r in rs) / len(rs)
+                                        for th in THRESHOLDS}}
     out["accuracy"] = (sum(r["yes"] for r in rows["ready"])
                        + sum(not r["yes"] for r in rows["not_ready"])) / (2 * len(tasks))
     print(json.dumps(out, indent=1))
