@@ -20,7 +20,7 @@ def _session_args(*argv: str) -> argparse.Namespace:
 
 def test_replay_and_live_start_from_the_voice_engine_budgets():
     """The voice budgets, then what the default model's manifest entry sets (the embedded
-    SmolLM2 does not think while the user speaks: max_listen_thoughts = 0)."""
+    thinker does not think while the user speaks: max_listen_thoughts = 0)."""
     from voice_agent.models import llm_engine_defaults
 
     config, _ = session_config(_session_args())
@@ -31,13 +31,17 @@ def test_replay_and_live_start_from_the_voice_engine_budgets():
 
 
 def test_a_settings_file_beats_the_voice_defaults_and_set_beats_the_file(tmp_path):
+    from voice_agent.models import llm_engine_defaults
+
     toml = tmp_path / "s.toml"
     toml.write_text("[engine]\nmax_thoughts = 99\nmax_answer = 77\n[runtime]\ndevice = \"cuda\"\n")
     config, _ = session_config(_session_args("--config", str(toml), "--set", "engine.max_answer=55",
                                              "--device", "cpu"))
     assert config.engine.max_thoughts == 99          # the file, not the voice default (384)
     assert config.engine.max_answer == 55            # --set beats the file
-    assert config.engine.max_writer_wait == VOICE_ENGINE_DEFAULTS["max_writer_wait"]
+    # untouched by the file: the voice default, or the default model's own value
+    own = {**VOICE_ENGINE_DEFAULTS, **llm_engine_defaults(None)}
+    assert config.engine.max_writer_wait == own["max_writer_wait"]
     assert config.runtime.device == "cpu"            # a named flag beats the file
 
 

@@ -25,7 +25,7 @@ def _peft():
         import peft
     except ImportError:
         raise ModelError("this model is a LoRA adapter and needs peft to load: "
-                         "pip install 'voice-agent[thinker]'") from None
+                         "pip install peft (a dependency of voice-agent)") from None
     return peft
 
 
