@@ -467,6 +467,8 @@ def walking(rng: random.Random, digits: bool) -> Task:
             if heading_style:
                 if rng.random() < 0.5:
                     moves.append(("turn", rng.choice([1, 2, 3])))
+                    if rng.random() < 0.3:  # "Turn right. Turn around.": the heading moves twice
+                        moves.append(("turn", rng.choice([1, 2, 3])))
                 moves.append(("step", rng.randint(1, 10)))
             else:
                 moves.append((rng.choice(list(_ABS)), rng.randint(1, 10)))
