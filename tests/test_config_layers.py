@@ -9,6 +9,7 @@ import pytest
 
 from voice_agent.commands.session_args import add_session_arguments, session_config
 from voice_agent.config import ConfigError, load_config
+from voice_agent.models import llm_engine_defaults
 from voice_agent.runner import VOICE_ENGINE_DEFAULTS
 
 
@@ -21,8 +22,6 @@ def _session_args(*argv: str) -> argparse.Namespace:
 def test_replay_and_live_start_from_the_voice_engine_budgets():
     """The voice budgets, then what the default model's manifest entry sets (the embedded
     thinker does not think while the user speaks: max_listen_thoughts = 0)."""
-    from voice_agent.models import llm_engine_defaults
-
     config, _ = session_config(_session_args())
     model_own = llm_engine_defaults(None)
     assert model_own.get("max_listen_thoughts") == 0
@@ -31,8 +30,6 @@ def test_replay_and_live_start_from_the_voice_engine_budgets():
 
 
 def test_a_settings_file_beats_the_voice_defaults_and_set_beats_the_file(tmp_path):
-    from voice_agent.models import llm_engine_defaults
-
     toml = tmp_path / "s.toml"
     toml.write_text("[engine]\nmax_thoughts = 99\nmax_answer = 77\n[runtime]\ndevice = \"cuda\"\n")
     config, _ = session_config(_session_args("--config", str(toml), "--set", "engine.max_answer=55",

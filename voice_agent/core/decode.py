@@ -46,9 +46,8 @@ class EngineConfig:
     # None: the pure method, the control question alone decides.
     max_writer_wait: int | None = None
     # A "yes" also needs P(yes) of at least this. 0: yes wins when P(yes) > P(no). A model
-    # taught the question can still be sure too early (embedded-thinker v2: 0.996 when its
-    # thoughts hold the answer, 0.979 one step before; v2.1 separates them, 0.975 against
-    # 0.088, yet a yes at 0.9 still cost counting answers), so its manifest entry sets a bar.
+    # taught the question can still be sure too early (embedded-thinker: a yes at 0.9 cost
+    # counting answers; its model card, "The control question"), so its manifest entry sets a bar.
     control_min_yes: float = 0.0
     # Append ``layout.TURN_END_NOTE`` to the user's words when the turn ends (async engine
     # and baselines alike), for a model taught to think while listening and to finish its

@@ -90,7 +90,6 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     opts.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     torch.set_num_threads(opts.threads)
-    settings = engine_settings(opts)
     model, tok = load_llm_precise(opts.llm, opts.device, base.runtime.dtype)
     tts = PiperTts(base.tts)
     synth = piper_synthesizer(tts)
@@ -103,7 +102,7 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     spoken_ctx = _spoken_context(opts, base) if opts.spoken else None
 
     # the budgets the decoders really use: --config and --set come after the eval's own
-    budgets = {k: getattr(engine_cfg, k, v) for k, v in settings.items()}
+    budgets = {k: getattr(engine_cfg, k) for k in engine_settings(opts)}
     meta = {"data": opts.data, "llm": opts.llm or "(manifest default)", "seed": opts.seed,
             "budgets": budgets, "config": opts.config, "set": list(opts.overrides),
             "modes": list(opts.modes), "limit": opts.limit, "offset": opts.offset,
