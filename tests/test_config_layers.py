@@ -21,10 +21,10 @@ def _session_args(*argv: str) -> argparse.Namespace:
 
 def test_replay_and_live_start_from_the_voice_engine_budgets():
     """The voice budgets, then what the default model's manifest entry sets (the embedded
-    thinker does not think while the user speaks: max_listen_thoughts = 0)."""
+    thinker's thoughts while the user speaks are a draft it re-reads: check_listen_thoughts)."""
     config, _ = session_config(_session_args())
     model_own = llm_engine_defaults(None)
-    assert model_own.get("max_listen_thoughts") == 0
+    assert model_own.get("check_listen_thoughts") is True
     for key, value in {**VOICE_ENGINE_DEFAULTS, **model_own}.items():
         assert getattr(config.engine, key) == value
 

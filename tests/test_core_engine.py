@@ -290,3 +290,58 @@ def test_warm_up_touches_no_block_and_changes_no_token(tiny):
     base.warm_up()  # the baselines share it
     list(base.run(QUESTION))
     assert base.done
+
+
+def _listen_in_pieces(eng: Engine, pieces: list[str], steps: int) -> list:
+    """Words arrive piece by piece with up to ``steps`` decode steps between, then the turn
+    ends and the engine runs to the end of its answer."""
+    events = list(eng.begin_turn())
+    for piece in pieces:
+        events += eng.listen(piece)
+        for _ in range(steps):
+            if eng.idle:
+                break
+            events += eng.step()
+    events += eng.end_of_turn()
+    for _ in range(400):
+        if eng.done or eng.idle:
+            break
+        events += eng.step()
+    return events
+
+
+def test_checked_listening_draft_ends_in_think_modes_thoughts(tiny):
+    """With check_listen_thoughts the thoughts written while the user spoke are a draft:
+    after the turn they are exactly those of an engine that only starts thinking at the
+    end of the turn (greedy), and the checks kept what still held."""
+    from voice_agent.events import LlmDraftCheck
+
+    pieces = ["what is the", "capital of france", "and why is it famous?"]
+    budgets = dict(max_thoughts=40, max_answer=12, control_every=4)
+    checked = engine(tiny, check_listen_thoughts=True, max_listen_thoughts=40, **budgets)
+    events = _listen_in_pieces(checked, pieces, steps=8)
+    late = engine(tiny, max_listen_thoughts=0, **budgets)
+    _listen_in_pieces(late, pieces, steps=8)
+    assert checked.thoughts.ids == late.thoughts.ids  # (the answers may differ: the writer
+    # starts when the control question says so, and the checked thinker is further along)
+    checks = [e for e in events if isinstance(e, LlmDraftCheck)]
+    assert len(checks) == len(pieces)  # one per new piece after the first, one at the turn's end
+    # No words came between the last piece's check and the turn's end: the draft written
+    # since was written on exactly these words, so the last check keeps all of it.
+    assert checks[-1].dropped == 0 and checks[-1].kept > 0
+    assert all(c.kept + c.dropped > 0 and c.ms > 0 for c in checks)
+    # the events tell the thoughts: the last check's text, then the thinker's tokens after it
+    i = events.index(checks[-1])
+    told = checks[-1].text + "".join(e.text for e in events[i:] if isinstance(e, LlmThink))
+    assert told == checked.thoughts.text
+
+
+def test_unchecked_listening_thoughts_stay_as_written(tiny):
+    """The default (AsyncReasoning's): thoughts written while listening are kept as they
+    are, with no check event."""
+    from voice_agent.events import LlmDraftCheck
+
+    eng = engine(tiny, max_thoughts=30, max_answer=8, max_listen_thoughts=12)
+    events = _listen_in_pieces(eng, ["what is the", "capital of france"], steps=8)
+    assert not any(isinstance(e, LlmDraftCheck) for e in events)
+    assert sum(isinstance(e, LlmThink) for e in events) == len(eng.thoughts.ids)

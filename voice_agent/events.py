@@ -164,6 +164,22 @@ class LlmControl(Event):
 
 
 @dataclass(frozen=True)
+class LlmDraftCheck(Event):
+    """The thinker re-read the thoughts it wrote while the user spoke, with the words heard
+    since (``engine.check_listen_thoughts``). The thoughts are now their first ``kept``
+    tokens (``text``); the ``llm.think`` events that follow continue from there. Posted by
+    the model worker."""
+
+    kept: int = 0  # draft tokens it would write again now, kept
+    dropped: int = 0  # draft tokens after the first difference, taken back
+    text: str = ""  # the thoughts after the check (the kept tokens, decoded)
+    ms: float = 0.0  # milliseconds of wall time for the check's two prefills
+    step: int = 0  # the decoder's step counter
+    turn: int = 0  # the session's turn number, from 1
+    EV: ClassVar[str] = "llm.draft_check"
+
+
+@dataclass(frozen=True)
 class LlmStep(Event):
     """One forward pass of the language model. Posted by the model worker."""
 
@@ -287,7 +303,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.EV: cls
     for cls in (
         AudioIn, VadStart, VadEnd, TurnDecision, AsrPartial, AsrCommit, AsrFinal, LlmListen, LlmThink,
-        LlmWrite, LlmControl, LlmStep, LlmWindow, TtsChunkReady, AudioPlayStart, AudioPlayEnd, BargeIn,
+        LlmWrite, LlmControl, LlmDraftCheck, LlmStep, LlmWindow, TtsChunkReady, AudioPlayStart, AudioPlayEnd, BargeIn,
         TurnStart, TurnEnd, Error, TraceEnd,
     )
 }

@@ -15,8 +15,8 @@ from rich.panel import Panel
 from rich.text import Text
 
 from voice_agent.events import (
-    AsrCommit, AsrFinal, AsrPartial, BargeIn, Error, Event, LlmThink, LlmWrite, TtsChunkReady,
-    AudioPlayStart, TurnEnd, TurnStart, VadEnd, VadStart,
+    AsrCommit, AsrFinal, AsrPartial, AudioPlayStart, BargeIn, Error, Event, LlmDraftCheck,
+    LlmThink, LlmWrite, TtsChunkReady, TurnEnd, TurnStart, VadEnd, VadStart,
 )
 
 TAIL_CHARS = 600  # the thinker may write thousands of tokens: show the recent ones
@@ -44,6 +44,8 @@ class ViewState:
             self.tentative, self.status = "", "thinking"
         elif isinstance(ev, LlmThink):
             self.thinking = (self.thinking + ev.text)[-TAIL_CHARS:]
+        elif isinstance(ev, LlmDraftCheck):  # the draft was re-read: these thoughts stand
+            self.thinking = ev.text[-TAIL_CHARS:]
         elif isinstance(ev, LlmWrite):
             self.saying += ev.text
         elif isinstance(ev, AudioPlayStart):

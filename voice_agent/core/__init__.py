@@ -2,11 +2,21 @@
 
 Public entry points: ``Engine`` (async thinker + writer), ``Baseline`` (think-then-answer
 and no-think through plain transformers) and ``EngineConfig``/``Sampling`` (their options).
+
+They load on first use: a command that only reads the settings (``transcribe``, an early
+error) imports ``core.decode`` without paying for transformers (about 3 s here).
 """
 
-from voice_agent.core.baselines import Baseline
-from voice_agent.core.decode import EngineConfig, Sampling
-from voice_agent.core.engine import Engine
-from voice_agent.core.kv import KvCapacityError
+from importlib import import_module
+from typing import Any
 
-__all__ = ["Baseline", "Engine", "EngineConfig", "KvCapacityError", "Sampling"]
+_WHERE = {"Baseline": "baselines", "Engine": "engine", "EngineConfig": "decode",
+          "Sampling": "decode", "KvCapacityError": "kv"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -32,34 +32,11 @@ import torch
 
 from voice_agent.core.attention import (RopeTables, check_supported, rotate_queries, scaled_rotation,
                                         view_offsets)
+from voice_agent.core.decode import COMPILE_CHOICES, CompileError, normalize_compile  # noqa: F401
 from voice_agent.core.kv import BlockArena
-from voice_agent.errors import VoiceAgentError
 
-COMPILE_CHOICES = ("auto", "off", "on", "regional")
 SHAPES = ("dynamic", "buckets")
 MIN_BUCKET = 64
-
-
-class CompileError(VoiceAgentError):
-    """The compiled step cannot run here (no C++ compiler, an unsupported model or precision)."""
-
-
-def normalize_compile(value: str | bool | None) -> str:
-    """The ``compile`` setting as "auto", "off", "on" or "regional" (booleans and yes/no
-    accepted).
-
-    auto: on where the model runs on CUDA (there the step becomes a CUDA graph, and kernel
-    launches are what a decode step costs), off on a CPU, where the compile takes minutes
-    and pays only at short contexts (docs/performance.md). regional: one decoder-layer
-    graph for all layers: a fraction of the compile, a smaller gain."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    v = str(value or "auto").strip().lower()
-    v = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}.get(v, v)
-    if v not in COMPILE_CHOICES:
-        raise CompileError(f"engine.compile must be one of {', '.join(COMPILE_CHOICES)}, "
-                           f"got {value!r}")
-    return v
 
 
 def wanted(setting: str, device: torch.device) -> bool:

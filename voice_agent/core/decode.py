@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from voice_agent.errors import VoiceAgentError
+
 DEFAULT_CAPACITY: dict[str, int] = {
     "prompt": 4096,        # system + history + the opening of the user turn
     "listen": 1024,        # this turn's user words
@@ -17,6 +19,31 @@ DEFAULT_CAPACITY: dict[str, int] = {
     "answer": 2048,
     "question": 256,       # the control question, cleared after each use
 }
+
+
+COMPILE_CHOICES = ("auto", "off", "on", "regional")
+
+
+class CompileError(VoiceAgentError):
+    """The compiled step cannot run here (no C++ compiler, an unsupported model or precision)."""
+
+
+def normalize_compile(value: str | bool | None) -> str:
+    """The ``compile`` setting as "auto", "off", "on" or "regional" (booleans and yes/no
+    accepted).
+
+    auto: on where the model runs on CUDA (there the step becomes a CUDA graph, and kernel
+    launches are what a decode step costs), off on a CPU, where the compile takes minutes
+    and pays only at short contexts (docs/performance.md). regional: one decoder-layer
+    graph for all layers: a fraction of the compile, a smaller gain."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    v = str(value or "auto").strip().lower()
+    v = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}.get(v, v)
+    if v not in COMPILE_CHOICES:
+        raise CompileError(f"engine.compile must be one of {', '.join(COMPILE_CHOICES)}, "
+                           f"got {value!r}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,14 @@ class EngineConfig:
     # thoughts only once the note is there (embedded-thinker v3). Off: the prompt is exactly
     # the chat template's.
     mark_turn_end: bool = False
+    # Thoughts written while the user speaks are a draft: each time new words arrive, and
+    # when the turn ends, the thinker re-reads the draft with the words heard so far in one
+    # prefill and keeps its longest prefix that it would write again now (speculative
+    # decoding with its own earlier thoughts as the draft). Greedy, the thoughts after the
+    # turn are then exactly think mode's, and every kept token is thinking done while the
+    # user spoke. For a model that makes up the rest of a half-heard question
+    # (embedded-thinker); a model that thinks well on partial words can keep its draft as is.
+    check_listen_thoughts: bool = False
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
     # auto | off | on | regional: decode steps through one torch.compile graph
@@ -62,8 +97,6 @@ class EngineConfig:
     compile: str = "auto"
 
     def __post_init__(self) -> None:
-        from voice_agent.core.compiled import normalize_compile
-
         object.__setattr__(self, "compile", normalize_compile(self.compile))
         # The answer block is never windowed (core/window.py): an answer budget it cannot
         # hold would end answers by capacity, silently. Refuse it here, by name.

@@ -25,7 +25,7 @@ from voice_agent.core.kv import ArenaShape, BlockArena
 from voice_agent.core.layout import Layout, Prompts, Template
 from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
 from voice_agent.errors import VoiceAgentError
-from voice_agent.events import Event, LlmControl, LlmListen, LlmStep, LlmThink, LlmWindow, LlmWrite
+from voice_agent.events import Event, LlmControl, LlmDraftCheck, LlmListen, LlmStep, LlmThink, LlmWindow, LlmWrite
 from voice_agent.trace import SessionClock
 
 logger = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class Engine(DecoderBase):
         self.thinker_paused = False
         return [*window, *window_more,
                 LlmListen(t=step.t, text=self.prompts.decode(ids), tokens=len(ids), turn=self.turn),
-                step]
+                step, *self._check_draft()]
 
     def _insert_listen(self, ids: list[int]) -> list[Event]:
         """Prefill ``ids`` at the end of the listen block (windowed first): any window
@@ -178,6 +178,7 @@ class Engine(DecoderBase):
         """The user finished: the writer may speak once the control question says yes."""
         events = self._mark_turn_end() if not self.user_done else []
         self.user_done, self.thinker_paused = True, False
+        events += self._check_draft()
         self.control_due = len(self.thoughts.ids) > 0  # ask at once if there is something
         self.writer_wait = 0
         return events
@@ -285,13 +286,13 @@ class Engine(DecoderBase):
     # ------------------------------------------------------------ forward passes
 
     def _prefill(self, block: str, view: tuple[str, ...], ids: list[int], *, logits: bool,
-                 ) -> tuple[torch.Tensor | None, LlmStep]:
+                 keep: int = 1) -> tuple[torch.Tensor | None, LlmStep]:
         t0 = time.perf_counter()
         plan = make_plan(self.arena, [view], len(ids), self.rope)
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
         try:
             with torch.inference_mode():
-                out = forward_step(self.model, self.cache, x, plan, logits=logits)
+                out = forward_step(self.model, self.cache, x, plan, logits=logits, keep=keep)
         except BaseException:
             self.arena.truncate(block, plan.writes[0][1])
             raise
@@ -303,6 +304,39 @@ class Engine(DecoderBase):
         logits, ev = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
         tok = self._pick([logits[0]], ["thinker"])[0]
         return [ev, *self._accept_thought(tok)]
+
+    def _check_draft(self) -> list[Event]:
+        """``check_listen_thoughts``: re-read the thoughts with the words heard so far and
+        keep the longest prefix the thinker would write again; the first token it now
+        chooses differently (or the one after the whole draft) continues them.
+
+        Two prefills (the think opening, then the draft with logits at every position)
+        replace the K/V the draft was written with, so what is kept reads the new words
+        too. Thoughts a full window cut at the front cannot be re-read: kept as they are.
+        """
+        draft = list(self.thoughts.ids)
+        if (not self.config.check_listen_thoughts or not draft or self.thinking_done
+                or self.thoughts_dropped):
+            return []
+        t0 = time.perf_counter()
+        self.arena.clear("think_open")
+        self.arena.clear("thoughts")
+        first, _ = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
+        rest, _ = self._prefill("thoughts", self.layout.thinker, draft, logits=True, keep=len(draft))
+        if rest.dim() == 2:  # one draft token: forward_step gave (B, V)
+            rest = rest[:, None]
+        choices = self._pick(list(torch.cat([first, rest[0]])), ["thinker"] * (len(draft) + 1))
+        kept = next((j for j, (c, d) in enumerate(zip(choices, draft)) if c != d), len(draft))
+        self.arena.truncate("thoughts", kept)  # the K/V of draft[:kept], now read with the new words
+        self.thoughts = TextStream(self.prompts.tok)
+        for tok in draft[:kept]:
+            self.thoughts.push(tok)
+        self.think_pending, self.thoughts_while_listening = None, kept
+        if kept < len(draft):
+            self._split_changed()
+        check = LlmDraftCheck(t=self.clock.now(), kept=kept, dropped=len(draft) - kept,
+                              text=self.thoughts.text, ms=_ms(t0), step=self.steps, turn=self.turn)
+        return [check, *self._accept_thought(choices[kept])]
 
     def _open_writer(self) -> list[Event]:
         text = (self.prompts.template.think_close if self.thinking_done
@@ -374,7 +408,10 @@ class Engine(DecoderBase):
         return events
 
     def _pick(self, logits: list[torch.Tensor], rows: list[str]) -> list[int]:
-        keys = [("thinker" if self.user_done else "thinker_listening") if r == "thinker" else "writer"
+        # A draft to be checked may end while the user speaks (it pauses); otherwise the
+        # thinker may not end its thoughts before the turn ends.
+        free = self.user_done or self.config.check_listen_thoughts
+        keys = [("thinker" if free else "thinker_listening") if r == "thinker" else "writer"
                 for r in rows]
         bias = torch.stack([self.bias[k] for k in keys])
         return pick_tokens(torch.stack(logits), bias, self.config.sampling, self.generator)
@@ -382,6 +419,11 @@ class Engine(DecoderBase):
     # ------------------------------------------------------------ token bookkeeping
 
     def _accept_thought(self, tok: int) -> list[Event]:
+        if tok == self.prompts.end_of_think_id and not self.user_done:
+            # Only a draft checked later may end while the user speaks: it waits for the
+            # next words (the check re-reads it; nothing is pending until then).
+            self.thinker_paused, self.think_pending = True, None
+            return []
         if tok == self.prompts.end_of_think_id:
             self.thinking_done, self.think_pending = True, None
             self._split_changed()

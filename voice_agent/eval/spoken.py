@@ -65,7 +65,12 @@ def run_spoken(problem: Problem, wav: Path, *, config: Any, models: Any, decoder
     # (a) on the session's own writer tokens, timed from the end of speech
     writes = [(e.get("text", ""), float(e["t"]) - end) for e in events
               if e.get("ev") == "llm.write" and end is not None and float(e["t"]) >= end]
-    thoughts = "".join(e.get("text", "") for e in events if e.get("ev") == "llm.think")
+    thoughts = ""
+    for e in events:  # a draft check replaces the thoughts so far (engine.check_listen_thoughts)
+        if e.get("ev") == "llm.draft_check":
+            thoughts = e.get("text", "")
+        elif e.get("ev") == "llm.think":
+            thoughts += e.get("text", "")
     return {
         "id": problem.id, "prediction": verdict.prediction, "answer": problem.answer,
         "correct": verdict.correct, "kind": verdict.kind, "thoughts": thoughts,

@@ -14,7 +14,7 @@ from typing import Any
 from voice_agent.eval.check import check
 from voice_agent.eval.data import Problem
 from voice_agent.eval.delay import Synthesize, chunk_tokens, listener_delays, measure
-from voice_agent.events import Event, LlmThink, LlmWrite
+from voice_agent.events import Event, LlmDraftCheck, LlmThink, LlmWrite
 from voice_agent.trace import SessionClock
 
 
@@ -56,11 +56,12 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
     thoughts = 0
     first_step = thoughts_before = None  # load-independent: steps, not seconds
     step0 = decoder.steps  # a decoder counts its steps over its whole life
-    listened = {"steps": 0, "thoughts": 0}
+    listened: dict[str, Any] = {"steps": 0, "thoughts": 0, "kept": None, "ended": False}
 
     def turn_ended() -> None:
         nonlocal step0
         listened["steps"], listened["thoughts"] = decoder.steps - step0, thoughts
+        listened["ended"] = True
         step0, clock.start = decoder.steps, time.monotonic()
 
     events = (decoder.run(problem.problem, system=system, max_steps=max_steps)
@@ -73,6 +74,10 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
             writes.append((ev.text, ev.t))
         elif isinstance(ev, LlmThink):
             thoughts += 1
+        elif isinstance(ev, LlmDraftCheck):  # thoughts written while listening, re-read
+            thoughts -= ev.dropped
+            if listened["ended"] and listened["kept"] is None:  # the turn-end check
+                listened["kept"] = ev.kept
     steps = decoder.steps - step0
     gen_s = clock.now()
     answer = decoder.answer_text
@@ -88,7 +93,8 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
         "thoughts_before_answer": thoughts_before, **delay_figures(chunks, synth),
         **({} if steps_per_word is None else {
             "steps_per_word": steps_per_word, "steps_while_listening": listened["steps"],
-            "thoughts_while_listening": listened["thoughts"]}),
+            "thoughts_while_listening": listened["thoughts"],
+            "listen_thoughts_kept": listened["kept"]}),
     }
 
 

@@ -37,6 +37,10 @@ Other per-turn figures
       ``asr.commit.t - audio_to_session(word_end)``.
     - ``thought_tokens_while_listening``: ``llm.think`` events of the turn with
       ``turn.start <= t <= speech_end``.
+    - ``listen_thoughts_kept``: with ``engine.check_listen_thoughts``, the ``kept`` of the
+      turn's last ``llm.draft_check`` (the thought tokens written while the user spoke that
+      the thinker, re-reading them with the whole question, kept); None without checks.
+      ``draft_checks`` counts the checks.
     - ``tts_rtf``: sum of ``synth_s`` / sum of ``audio_s`` over the turn's
       ``tts.chunk_ready`` (below 1 is faster than real time).
     - ``ms_per_step``: median ``llm.step.ms`` per engine state; ``steps``: counts per state.
@@ -129,6 +133,7 @@ def turn_metrics(turn: Turn, offset: float | None) -> dict[str, Any]:
     interrupted = (bool(turn.end_record.get("interrupted")) if turn.end_record else
                    bargeins > 0 or any(p["interrupted"] for p in plays))
     steps = _steps_by_state(turn.of("llm.step"))
+    checks = turn.of("llm.draft_check")
     return {
         "turn": turn.turn,
         "start": _r(turn.start),
@@ -147,6 +152,8 @@ def turn_metrics(turn: Turn, offset: float | None) -> dict[str, Any]:
         "thought_tokens_while_listening": (
             None if speech_end is None else
             sum(1 for e in turn.of("llm.think") if turn.start <= e["t"] <= speech_end)),
+        "listen_thoughts_kept": checks[-1].get("kept") if checks else None,
+        "draft_checks": len(checks),
         "asr_final_latency": _r(_minus(final["t"] if final else None, speech_end)),
         "asr_commit_lag": _r(_median(_commit_lags(turn, offset))),
         "tts_rtf": _r(_tts_rtf(turn.of("tts.chunk_ready"))),

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voice_agent.events import (
-    AsrCommit, AsrFinal, AsrPartial, BargeIn, Error, Event, LlmControl, LlmListen, LlmStep,
-    LlmThink, LlmWrite, TurnEnd, TurnStart, VadEnd, VadStart,
+    AsrCommit, AsrFinal, AsrPartial, BargeIn, Error, Event, LlmControl, LlmDraftCheck, LlmListen,
+    LlmStep, LlmThink, LlmWrite, TurnEnd, TurnStart, VadEnd, VadStart,
 )
 
 PCM_TYPES = ("audio/pcm", "pcm16")  # GA name, beta name; both mean PCM16 little-endian mono
@@ -238,6 +238,10 @@ class Translator:
         return [{"type": "voice_agent.thought.delta", "response_id": self.response_id,
                  "delta": ev.text}]
 
+    def _draft_check(self, ev: LlmDraftCheck) -> list[dict[str, Any]]:
+        return [{"type": "voice_agent.thought.revised", "response_id": self.response_id,
+                 "text": ev.text, "kept_tokens": ev.kept, "dropped_tokens": ev.dropped, "ms": ev.ms}]
+
     def _control(self, ev: LlmControl) -> list[dict[str, Any]]:
         return [{"type": "voice_agent.control", "response_id": self.response_id,
                  "p_yes": round(ev.p_yes, 4), "p_no": round(ev.p_no, 4),
@@ -290,7 +294,8 @@ class Translator:
 _HANDLERS = {
     VadStart: Translator._vad_start, VadEnd: Translator._vad_end, AsrPartial: Translator._partial,
     AsrCommit: Translator._commit, AsrFinal: Translator._final, TurnStart: Translator._turn_start,
-    LlmListen: Translator._listen, LlmThink: Translator._think, LlmControl: Translator._control,
+    LlmListen: Translator._listen, LlmThink: Translator._think, LlmDraftCheck: Translator._draft_check,
+    LlmControl: Translator._control,
     LlmStep: Translator._step, LlmWrite: Translator._write, BargeIn: Translator._bargein,
     TurnEnd: Translator._turn_end, Error: Translator._error,
 }

@@ -131,6 +131,8 @@ function handle(ev) {
     case "response.output_item.added": currentItem = ev.item.id; break;
     case "voice_agent.thought.delta":
       if (thinkBlock) { thinkBlock.textContent += ev.delta; scroll("thinking"); } break;
+    case "voice_agent.thought.revised":  // the thoughts so far, after a re-read with new words
+      if (thinkBlock) { thinkBlock.textContent = ev.text; scroll("thinking"); } break;
     case "response.output_audio_transcript.delta":
       sayText += ev.delta;
       if (sayBlock) { sayBlock.textContent = sayText; scroll("saying"); }
