@@ -81,8 +81,8 @@ class EngineConfig:
     # thoughts only once the note is there (embedded-thinker v3). Off: the prompt is exactly
     # the chat template's.
     mark_turn_end: bool = False
-    # Thoughts written while the user speaks are a draft: each time new words arrive, and
-    # when the turn ends, the thinker re-reads the draft with the words heard so far in one
+    # Thoughts written while the user speaks are a draft: each time new words arrive (the
+    # turn-end note too), the thinker re-reads the draft with every word heard so far in one
     # prefill and keeps its longest prefix that it would write again now (speculative
     # decoding with its own earlier thoughts as the draft). Greedy, the thoughts after the
     # turn are then exactly think mode's, and every kept token is thinking done while the

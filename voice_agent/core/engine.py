@@ -171,6 +171,7 @@ class Engine(DecoderBase):
         t0 = time.perf_counter()
         self._prefill("listen", self.layout.listen, ids, logits=False)
         self.listen_text += self.prompts.decode(ids)
+        self.heard_pieces += 1
         return [*window, LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
                                  step=self.steps, turn=self.turn)]
 
@@ -301,6 +302,7 @@ class Engine(DecoderBase):
 
     def _open_thoughts(self) -> list[Event]:
         self.arena.clear("think_open")
+        self.draft_read = self.heard_pieces  # the thoughts start from every word heard so far
         logits, ev = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
         tok = self._pick([logits[0]], ["thinker"])[0]
         return [ev, *self._accept_thought(tok)]
@@ -316,8 +318,8 @@ class Engine(DecoderBase):
         """
         draft = list(self.thoughts.ids)
         if (not self.config.check_listen_thoughts or not draft or self.thinking_done
-                or self.thoughts_dropped):
-            return []
+                or self.thoughts_dropped or self.draft_read == self.heard_pieces):
+            return []  # (the last case: no words came since the draft was last read)
         t0 = time.perf_counter()
         self.arena.clear("think_open")
         self.arena.clear("thoughts")
@@ -332,6 +334,7 @@ class Engine(DecoderBase):
         for tok in draft[:kept]:
             self.thoughts.push(tok)
         self.think_pending, self.thoughts_while_listening = None, kept
+        self.draft_read = self.heard_pieces
         if kept < len(draft):
             self._split_changed()
         check = LlmDraftCheck(t=self.clock.now(), kept=kept, dropped=len(draft) - kept,
@@ -498,6 +501,8 @@ class Engine(DecoderBase):
         self.thinker_paused = self.control_due = False
         self.split_stale = True
         self.thoughts_while_listening = 0
+        self.heard_pieces = 0  # listen insertions this turn (words, the turn-end note)
+        self.draft_read = -1   # heard_pieces when the thoughts were last (re)read from the start
         self.thoughts_dropped = 0  # thought tokens a full window let go (budgets count them)
         self.since_control = 0
         self.writer_wait = 0  # decode steps the writer sat idle since the user's turn ended
