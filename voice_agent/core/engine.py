@@ -159,10 +159,11 @@ class Engine(DecoderBase):
                                     kept=cap, turn=self.turn))
             ids = ids[-cap:]
         *window_more, step = self._insert_listen(ids)
-        self.thinker_paused = False
+        paused, self.thinker_paused = self.thinker_paused, False
+        due = paused or len(self.thoughts.ids) - self.draft_size >= self.config.check_listen_every
         return [*window, *window_more,
                 LlmListen(t=step.t, text=self.prompts.decode(ids), tokens=len(ids), turn=self.turn),
-                step, *self._check_draft()]
+                step, *(self._check_draft() if due else [])]
 
     def _insert_listen(self, ids: list[int]) -> list[Event]:
         """Prefill ``ids`` at the end of the listen block (windowed first): any window
@@ -302,7 +303,7 @@ class Engine(DecoderBase):
 
     def _open_thoughts(self) -> list[Event]:
         self.arena.clear("think_open")
-        self.draft_read = self.heard_pieces  # the thoughts start from every word heard so far
+        self.draft_read, self.draft_size = self.heard_pieces, 0  # thoughts start from every word heard
         logits, ev = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
         tok = self._pick([logits[0]], ["thinker"])[0]
         return [ev, *self._accept_thought(tok)]
@@ -334,7 +335,7 @@ class Engine(DecoderBase):
         for tok in draft[:kept]:
             self.thoughts.push(tok)
         self.think_pending, self.thoughts_while_listening = None, kept
-        self.draft_read = self.heard_pieces
+        self.draft_read, self.draft_size = self.heard_pieces, kept
         if kept < len(draft):
             self._split_changed()
         check = LlmDraftCheck(t=self.clock.now(), kept=kept, dropped=len(draft) - kept,
@@ -503,6 +504,7 @@ class Engine(DecoderBase):
         self.thoughts_while_listening = 0
         self.heard_pieces = 0  # listen insertions this turn (words, the turn-end note)
         self.draft_read = -1   # heard_pieces when the thoughts were last (re)read from the start
+        self.draft_size = 0    # thought tokens then
         self.thoughts_dropped = 0  # thought tokens a full window let go (budgets count them)
         self.since_control = 0
         self.writer_wait = 0  # decode steps the writer sat idle since the user's turn ended
