@@ -351,3 +351,29 @@ def test_unchecked_listening_thoughts_stay_as_written(tiny):
     events = _listen_in_pieces(eng, ["what is the", "capital of france"], steps=8)
     assert not any(isinstance(e, LlmDraftCheck) for e in events)
     assert sum(isinstance(e, LlmThink) for e in events) == len(eng.thoughts.ids)
+
+
+@pytest.mark.parametrize("after", [0, 3])
+def test_a_draft_that_ends_while_listening_waits_then_ends_the_thoughts(tiny, after):
+    """A checked draft may choose the end of its thoughts while the user speaks: it pauses;
+    new words re-read it (or open the thoughts again when it is empty); if the turn ends
+    with no words since, the thoughts end there, as think mode's would."""
+    model = fresh(tiny[0])
+    eng = Engine(model, tiny[1], EngineConfig(max_thoughts=30, max_answer=8, control_every=4,
+                                              check_listen_thoughts=True), SessionClock())
+    end = eng.prompts.end_of_think_id
+    calls = {"n": 0}
+
+    def favour_the_end(mod, inp, out):  # the end of thoughts becomes the favourite after `after` tokens
+        calls["n"] += 1
+        if calls["n"] > after:
+            out = out.clone()
+            out[..., end] = 1e4
+        return out
+
+    model.lm_head.register_forward_hook(favour_the_end)
+    events = _listen_in_pieces(eng, ["what is the", "capital of france"], steps=6)
+    assert eng.thinking_done and eng.think_pending is None
+    assert eng.arena.length["thoughts"] == len(eng.thoughts.ids)  # every thought's K/V, no more
+    assert eng.done and eng.state == DONE
+    assert not any(isinstance(e, LlmThink) and e.token == end for e in events)

@@ -161,9 +161,12 @@ class Engine(DecoderBase):
         *window_more, step = self._insert_listen(ids)
         paused, self.thinker_paused = self.thinker_paused, False
         due = paused or len(self.thoughts.ids) - self.draft_size >= self.config.check_listen_every
+        checked = self._check_draft() if due else []
+        if self.draft_ended:  # a re-read could not undo its end (a windowed draft): it waits
+            self.thinker_paused = True
         return [*window, *window_more,
                 LlmListen(t=step.t, text=self.prompts.decode(ids), tokens=len(ids), turn=self.turn),
-                step, *(self._check_draft() if due else [])]
+                step, *checked]
 
     def _insert_listen(self, ids: list[int]) -> list[Event]:
         """Prefill ``ids`` at the end of the listen block (windowed first): any window
@@ -181,6 +184,9 @@ class Engine(DecoderBase):
         events = self._mark_turn_end() if not self.user_done else []
         self.user_done, self.thinker_paused = True, False
         events += self._check_draft()
+        if self.draft_ended:  # it ended on every word the user said: so would think mode
+            self.draft_ended, self.thinking_done, self.think_pending = False, True, None
+            self._split_changed()
         self.control_due = len(self.thoughts.ids) > 0  # ask at once if there is something
         self.writer_wait = 0
         return events
@@ -318,8 +324,12 @@ class Engine(DecoderBase):
         too. Thoughts a full window cut at the front cannot be re-read: kept as they are.
         """
         draft = list(self.thoughts.ids)
-        if (not self.config.check_listen_thoughts or not draft or self.thinking_done
-                or self.thoughts_dropped or self.draft_read == self.heard_pieces):
+        if not self.config.check_listen_thoughts or self.thinking_done:
+            return []
+        if not draft:  # nothing to re-read: the thinker opens again on every word heard
+            self.draft_ended = False
+            return []
+        if self.thoughts_dropped or self.draft_read == self.heard_pieces:
             return []  # (the last case: no words came since the draft was last read)
         t0 = time.perf_counter()
         self.arena.clear("think_open")
@@ -336,6 +346,7 @@ class Engine(DecoderBase):
             self.thoughts.push(tok)
         self.think_pending, self.thoughts_while_listening = None, kept
         self.draft_read, self.draft_size = self.heard_pieces, kept
+        self.draft_ended = False  # the re-read decides anew whether the thoughts end here
         if kept < len(draft):
             self._split_changed()
         check = LlmDraftCheck(t=self.clock.now(), kept=kept, dropped=len(draft) - kept,
@@ -426,7 +437,7 @@ class Engine(DecoderBase):
         if tok == self.prompts.end_of_think_id and not self.user_done:
             # Only a draft checked later may end while the user speaks: it waits for the
             # next words (the check re-reads it; nothing is pending until then).
-            self.thinker_paused, self.think_pending = True, None
+            self.thinker_paused, self.think_pending, self.draft_ended = True, None, True
             return []
         if tok == self.prompts.end_of_think_id:
             self.thinking_done, self.think_pending = True, None
@@ -505,6 +516,7 @@ class Engine(DecoderBase):
         self.heard_pieces = 0  # listen insertions this turn (words, the turn-end note)
         self.draft_read = -1   # heard_pieces when the thoughts were last (re)read from the start
         self.draft_size = 0    # thought tokens then
+        self.draft_ended = False  # the draft chose to end its thoughts while the user spoke
         self.thoughts_dropped = 0  # thought tokens a full window let go (budgets count them)
         self.since_control = 0
         self.writer_wait = 0  # decode steps the writer sat idle since the user's turn ended
