@@ -88,8 +88,10 @@ def test_streamed_text_mode_thinks_while_the_question_arrives(short_set, tmp_pat
         assert r["steps_while_listening"] <= 6 * pieces
         if r["mode"] == "think":  # the baseline waits for the whole question
             assert r["steps_while_listening"] == r["thoughts_while_listening"] == 0
+            assert r["thoughts_at_turn_end"] == 0
         else:
             assert r["thoughts_while_listening"] > 0
+            assert 0 <= r["thoughts_at_turn_end"] <= r["thought_tokens"]
     assert main(["eval", "--data", str(short_set), "--spoken", "--streamed", "2"]) == 2
 
 

@@ -134,6 +134,7 @@ def test_one_turn_figures_match_hand_computed_values(tmp_path):
     # word ends 1.3, 1.5 committed at 1.8; 1.8, 2.1, 2.5 at 2.5 -> lags .5 .3 .7 .4 0
     assert t["asr_commit_lag"] == approx(0.4)
     assert t["thought_tokens_while_listening"] == 4  # 1.9, 2.0, 2.1, 2.45; not 2.6, 3.0
+    assert t["listen_thoughts_kept"] == 5 and t["draft_checks"] == 0  # written by asr.final (2.9)
     assert t["tts_rtf"] == approx(0.5 / 1.5, abs=1e-4)
     assert t["ms_per_step"] == {"thinking": 30.0, "thinking_and_writing": 50.0}
     assert t["steps"] == {"thinking": 3, "thinking_and_writing": 1}
@@ -436,3 +437,18 @@ def test_a_trace_with_only_a_header_gives_an_empty_report(tmp_path):
 def test_a_folder_is_not_a_trace(tmp_path):
     with pytest.raises(BadTraceError, match="not a file"):
         write_report(tmp_path, tmp_path / "r")
+
+
+def test_listen_thoughts_kept_follows_draft_checks(tmp_path):
+    """A re-read that takes tokens back leaves only the kept ones counted as thinking done
+    while the user spoke; the thinker's later tokens are not."""
+    from voice_agent.events import LlmDraftCheck
+
+    events = []
+    for e in turn_one():
+        events.append(e)
+        if isinstance(e, LlmThink) and e.t == 2.45:  # the draft is The user asks about
+            events.append(LlmDraftCheck(t=2.5, kept=2, dropped=2, text="The user", ms=30.0, turn=1))
+    [t] = metrics_of(tmp_path, events)["turns"]
+    assert t["draft_checks"] == 1
+    assert t["listen_thoughts_kept"] == 3  # The, user (kept), simple (2.6 <= 2.9); not sums (3.0)

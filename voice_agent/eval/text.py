@@ -22,7 +22,7 @@ STREAM_WORDS = 3  # words per listen piece in streamed mode (a recogniser commit
 
 
 def streamed(decoder: Any, question: str, system: str | None, steps_per_word: int,
-             max_steps: int, turn_ended: Callable[[], None]) -> Iterator[Event]:
+             max_steps: int, turn_ended: Callable[[bool], None]) -> Iterator[Event]:
     """The question typed as if spoken: ``STREAM_WORDS`` words at a time, with up to
     ``STREAM_WORDS * steps_per_word`` decode steps while the next words are "said" (the
     async engine thinks then; a baseline idles), then the end of the turn, then steps until
@@ -35,8 +35,9 @@ def streamed(decoder: Any, question: str, system: str | None, steps_per_word: in
             if decoder.idle:
                 break
             yield from decoder.step()
-    turn_ended()
+    turn_ended(False)  # the words are all said: the clock starts
     yield from decoder.end_of_turn()
+    turn_ended(True)   # and the turn's end is applied (a draft re-read, the thoughts in place)
     for _ in range(max_steps):
         if decoder.done or decoder.idle:
             break
@@ -56,12 +57,14 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
     thoughts = 0
     first_step = thoughts_before = None  # load-independent: steps, not seconds
     step0 = decoder.steps  # a decoder counts its steps over its whole life
-    listened: dict[str, Any] = {"steps": 0, "thoughts": 0, "kept": None, "ended": False}
+    listened: dict[str, Any] = {"steps": 0, "thoughts": 0, "in_place": 0}
 
-    def turn_ended() -> None:
+    def turn_ended(applied: bool) -> None:
         nonlocal step0
+        if applied:  # thought tokens already written when the turn ended: steps saved
+            listened["in_place"] = len(decoder.thoughts.ids)
+            return
         listened["steps"], listened["thoughts"] = decoder.steps - step0, thoughts
-        listened["ended"] = True
         step0, clock.start = decoder.steps, time.monotonic()
 
     events = (decoder.run(problem.problem, system=system, max_steps=max_steps)
@@ -76,8 +79,6 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
             thoughts += 1
         elif isinstance(ev, LlmDraftCheck):  # thoughts written while listening, re-read
             thoughts -= ev.dropped
-            if listened["ended"] and listened["kept"] is None:  # the turn-end check
-                listened["kept"] = ev.kept
     steps = decoder.steps - step0
     gen_s = clock.now()
     answer = decoder.answer_text
@@ -94,7 +95,7 @@ def run_text(decoder: Any, problem: Problem, system: str | None, synth: Synthesi
         **({} if steps_per_word is None else {
             "steps_per_word": steps_per_word, "steps_while_listening": listened["steps"],
             "thoughts_while_listening": listened["thoughts"],
-            "listen_thoughts_kept": listened["kept"]}),
+            "thoughts_at_turn_end": listened["in_place"]}),
     }
 
 

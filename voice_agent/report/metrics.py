@@ -37,10 +37,10 @@ Other per-turn figures
       ``asr.commit.t - audio_to_session(word_end)``.
     - ``thought_tokens_while_listening``: ``llm.think`` events of the turn with
       ``turn.start <= t <= speech_end``.
-    - ``listen_thoughts_kept``: with ``engine.check_listen_thoughts``, the ``kept`` of the
-      turn's last ``llm.draft_check`` (the thought tokens written while the user spoke that
-      the thinker, re-reading them with the whole question, kept); None without checks.
-      ``draft_checks`` counts the checks.
+    - ``listen_thoughts_kept``: tokens of the turn's final thoughts written before its
+      ``asr.final`` (``llm.think`` events, less those a later ``llm.draft_check`` took back):
+      thinking done while the user spoke. ``draft_checks`` counts the re-reads
+      (``engine.check_listen_thoughts``).
     - ``tts_rtf``: sum of ``synth_s`` / sum of ``audio_s`` over the turn's
       ``tts.chunk_ready`` (below 1 is faster than real time).
     - ``ms_per_step``: median ``llm.step.ms`` per engine state; ``steps``: counts per state.
@@ -115,6 +115,17 @@ def is_noise_model(models: Record) -> bool:
     return first_word == "tiny" or "noise" in text or "random-init" in text
 
 
+def _thoughts_kept_from(turn: Turn, until: float) -> int:
+    """Tokens of the turn's final thoughts that were written by ``until``."""
+    times: list[float] = []
+    for e in turn.of("llm.think", "llm.draft_check"):
+        if e.get("ev") == "llm.think":
+            times.append(float(e["t"]))
+        else:  # the thoughts are now their first `kept` tokens
+            del times[int(e.get("kept") or 0):]
+    return sum(1 for t in times if t <= until)
+
+
 def turn_metrics(turn: Turn, offset: float | None) -> dict[str, Any]:
     """The figures of one turn (see the module docstring). ``offset`` None: a fast replay."""
     ends = _speech_ends(turn, offset)
@@ -152,7 +163,8 @@ def turn_metrics(turn: Turn, offset: float | None) -> dict[str, Any]:
         "thought_tokens_while_listening": (
             None if speech_end is None else
             sum(1 for e in turn.of("llm.think") if turn.start <= e["t"] <= speech_end)),
-        "listen_thoughts_kept": checks[-1].get("kept") if checks else None,
+        "listen_thoughts_kept": (None if final is None else
+                                 _thoughts_kept_from(turn, float(final["t"]))),
         "draft_checks": len(checks),
         "asr_final_latency": _r(_minus(final["t"] if final else None, speech_end)),
         "asr_commit_lag": _r(_median(_commit_lags(turn, offset))),
