@@ -377,3 +377,18 @@ def test_a_draft_that_ends_while_listening_waits_then_ends_the_thoughts(tiny, af
     assert eng.arena.length["thoughts"] == len(eng.thoughts.ids)  # every thought's K/V, no more
     assert eng.done and eng.state == DONE
     assert not any(isinstance(e, LlmThink) and e.token == end for e in events)
+
+
+def test_without_control_questions_async_answers_exactly_as_think_mode(tiny):
+    """control_every = 0: no control question; the writer starts when the thoughts end,
+    so async's thoughts and answer are the think baseline's, token for token (greedy)."""
+    cfg = dict(max_thoughts=24, max_answer=16, control_every=0)
+    eng = engine(tiny, **cfg)
+    events = list(eng.run(QUESTION))
+    plain = fresh(tiny[0])
+    plain.set_attn_implementation("sdpa")
+    base = Baseline(plain, tiny[1], "think", EngineConfig(**cfg), SessionClock())
+    list(base.run(QUESTION))
+    assert not any(isinstance(e, LlmControl) for e in events)
+    assert eng.thoughts.ids == base.thoughts.ids
+    assert eng.answer.ids == base.answer.ids and len(eng.answer.ids) > 0

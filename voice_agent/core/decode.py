@@ -61,7 +61,11 @@ class EngineConfig:
 
     # tokens each KV block may hold; the arena is allocated once at this size
     capacity: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
-    control_every: int = 20          # steps between control questions (reference: 20)
+    # Steps between control questions (reference: 20). 0: never ask; the writer starts when
+    # the thoughts end (or after max_writer_wait). For a model whose answers are one
+    # sentence after a last line of thoughts, each question (a prefill of ~28 tokens here,
+    # ~3 decode steps) costs more than it can win (embedded-thinker's model card).
+    control_every: int = 20
     max_listen_thoughts: int = 256   # thought tokens allowed while the user still speaks
     max_thoughts: int = 2048         # thinking ends after this many thought tokens
     max_answer: int = 1024           # the writer stops after this many answer tokens

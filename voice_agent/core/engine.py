@@ -284,8 +284,9 @@ class Engine(DecoderBase):
         thinker = self._thinker_active()
         if thinker and self.think_pending is None:
             return "think_open"
-        if (self.user_done and not self.thinking_done and len(self.thoughts.ids) > 0
-                and (self.control_due or self.since_control >= self.config.control_every)):
+        every = self.config.control_every
+        if (every > 0 and self.user_done and not self.thinking_done and len(self.thoughts.ids) > 0
+                and (self.control_due or self.since_control >= every)):
             return "control"
         if self._writer_active() and (self.split_stale or self.write_pending is None):
             return "split"
@@ -448,15 +449,21 @@ class Engine(DecoderBase):
         self.think_pending = tok
         if not self.user_done:
             self.thoughts_while_listening += 1
+        event = LlmThink(t=self.clock.now(), token=tok, text=piece, step=self.steps, turn=self.turn)
         if len(self.thoughts.ids) + self.thoughts_dropped >= self.config.max_thoughts:
-            self.thinking_done = True
+            # The budget ends the thoughts here. The writer reads every thought, as think
+            # mode's answer does, so the last one is fed now (before, its K/V was never
+            # written and the writer missed it).
+            fed = [*self._make_room("thoughts", 1),
+                   self._prefill("thoughts", self.layout.thinker, [tok], logits=False)[1]]
+            self.thinking_done, self.think_pending = True, None
             self._split_changed()
-            # the last thought is never fed: nothing will read its K/V
+            return [event, *fed]
         if ends_paragraph(tail, piece):
             self.control_due = True
             if not self.user_done:
                 self.thinker_paused = True  # wait for new words instead of running away
-        return [LlmThink(t=self.clock.now(), token=tok, text=piece, step=self.steps, turn=self.turn)]
+        return [event]
 
     def _accept_answer(self, tok: int) -> list[Event]:
         if tok in self.writer_stop or len(self.answer.ids) >= self.config.max_answer:
