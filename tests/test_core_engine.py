@@ -40,14 +40,20 @@ def engine(tiny, **kw) -> Engine:
     return Engine(fresh(tiny[0]), tiny[1], EngineConfig(**kw), SessionClock())
 
 
-def test_async_thoughts_equal_think_baseline(tiny):
-    cfg = dict(max_thoughts=48, max_answer=24, control_every=4)
+def async_and_think(tiny, **cfg) -> tuple[Engine, list, Baseline]:
+    """The engine's run of QUESTION (and its events) beside the think baseline's, plain
+    transformers with SDPA, under the same options."""
     eng = engine(tiny, **cfg)
     events = list(eng.run(QUESTION))
     plain = fresh(tiny[0])
     plain.set_attn_implementation("sdpa")
     base = Baseline(plain, tiny[1], "think", EngineConfig(**cfg), SessionClock())
     list(base.run(QUESTION))
+    return eng, events, base
+
+
+def test_async_thoughts_equal_think_baseline(tiny):
+    eng, events, base = async_and_think(tiny, max_thoughts=48, max_answer=24, control_every=4)
     assert eng.thoughts.ids == base.thoughts.ids
     assert len(eng.thoughts.ids) == 48
     # the run really was concurrent: some steps carried both streams in one batch
@@ -382,13 +388,7 @@ def test_a_draft_that_ends_while_listening_waits_then_ends_the_thoughts(tiny, af
 def test_without_control_questions_async_answers_exactly_as_think_mode(tiny):
     """control_every = 0: no control question; the writer starts when the thoughts end,
     so async's thoughts and answer are the think baseline's, token for token (greedy)."""
-    cfg = dict(max_thoughts=24, max_answer=16, control_every=0)
-    eng = engine(tiny, **cfg)
-    events = list(eng.run(QUESTION))
-    plain = fresh(tiny[0])
-    plain.set_attn_implementation("sdpa")
-    base = Baseline(plain, tiny[1], "think", EngineConfig(**cfg), SessionClock())
-    list(base.run(QUESTION))
+    eng, events, base = async_and_think(tiny, max_thoughts=24, max_answer=16, control_every=0)
     assert not any(isinstance(e, LlmControl) for e in events)
     assert eng.thoughts.ids == base.thoughts.ids
     assert eng.answer.ids == base.answer.ids and len(eng.answer.ids) > 0
