@@ -99,11 +99,8 @@ def test_bargein_storm_ten_a_minute_for_five_minutes():
 
     config = load_config(
         session={"mode": "async", "bargein_min_s": 0.25, "end_wait_s": 0.0},
-        # the listening draft re-read as words come (the default thinker's setting), so
-        # barge-ins also land on a draft being checked
         engine={**VOICE_ENGINE_DEFAULTS, "max_answer": 120, "max_thoughts": 32,
-                "max_listen_thoughts": 16, "check_listen_thoughts": True,
-                "check_listen_every": 4},
+                "max_listen_thoughts": 16},
         # Whisper passes dominate the run time: a pass every 3 s of speech and the final
         # are enough here; the turn model is not what this test is about.
         asr={"interval_s": 3.0}, vad={"turn_model": "none"})
@@ -166,6 +163,3 @@ def test_bargein_storm_ten_a_minute_for_five_minutes():
     for b in barge:  # in order, each barge-in reached the engine with its heard count
         assert any(n == b.heard_tokens for n, _, _ in seq), b
     assert by_count
-    # the drafts were re-read along the way, and each re-read's thoughts are whole tokens
-    checks = [e for e in events if e.EV == "llm.draft_check"]
-    assert checks and all(c.kept >= 0 and c.dropped >= 0 for c in checks)

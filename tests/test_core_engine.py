@@ -392,3 +392,29 @@ def test_without_control_questions_async_answers_exactly_as_think_mode(tiny):
     assert not any(isinstance(e, LlmControl) for e in events)
     assert eng.thoughts.ids == base.thoughts.ids
     assert eng.answer.ids == base.answer.ids and len(eng.answer.ids) > 0
+
+
+def test_barge_in_then_new_words_re_read_the_thoughts(tiny):
+    """With the checked draft, a barge-in keeps the heard answer, and the words that follow
+    re-read the thoughts; every block still holds exactly its tokens' K/V."""
+    from voice_agent.events import LlmDraftCheck
+
+    eng = engine(tiny, max_thoughts=20, max_answer=10, control_every=0,
+                 check_listen_thoughts=True, check_listen_every=1)
+    _listen_in_pieces(eng, ["what is the", "capital of france"], steps=4)
+    assert eng.done and len(eng.answer.ids) >= 3
+    eng.interrupt(2)
+    events = eng.listen("no wait, of spain")
+    for _ in range(40):
+        if eng.idle:
+            break
+        events += eng.step()
+    events += eng.end_of_turn()
+    for _ in range(200):
+        if eng.done or eng.idle:
+            break
+        events += eng.step()
+    assert any(isinstance(e, LlmDraftCheck) for e in events)
+    assert eng.done and len(eng.answer.ids) > 2
+    assert eng.arena.length["thoughts"] == len(eng.thoughts.ids)
+    assert eng.arena.length["answer"] == len(eng.answer.ids)
