@@ -13,7 +13,8 @@ import torch
 
 from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, make_plan
 from voice_agent.core.compiled import (CompiledDecode, CompileError, compile_counters,
-                                       normalize_compile, pad_length, wanted)
+                                       pad_length, wanted)
+from voice_agent.core.decode import normalize_compile
 from voice_agent.core.decode import DEFAULT_CAPACITY, EngineConfig
 from voice_agent.core.kv import ArenaShape, BlockArena
 from voice_agent.core.layout import Layout

@@ -299,9 +299,14 @@ def test_warm_up_touches_no_block_and_changes_no_token(tiny):
 
 
 def _listen_in_pieces(eng: Engine, pieces: list[str], steps: int) -> list:
+    """A new turn whose words arrive piece by piece (``_hear``)."""
+    return list(eng.begin_turn()) + _hear(eng, pieces, steps)
+
+
+def _hear(eng: Engine, pieces: list[str], steps: int) -> list:
     """Words arrive piece by piece with up to ``steps`` decode steps between, then the turn
     ends and the engine runs to the end of its answer."""
-    events = list(eng.begin_turn())
+    events = []
     for piece in pieces:
         events += eng.listen(piece)
         for _ in range(steps):
@@ -404,16 +409,7 @@ def test_barge_in_then_new_words_re_read_the_thoughts(tiny):
     _listen_in_pieces(eng, ["what is the", "capital of france"], steps=4)
     assert eng.done and len(eng.answer.ids) >= 3
     eng.interrupt(2)
-    events = eng.listen("no wait, of spain")
-    for _ in range(40):
-        if eng.idle:
-            break
-        events += eng.step()
-    events += eng.end_of_turn()
-    for _ in range(200):
-        if eng.done or eng.idle:
-            break
-        events += eng.step()
+    events = _hear(eng, ["no wait, of spain"], steps=40)
     assert any(isinstance(e, LlmDraftCheck) for e in events)
     assert eng.done and len(eng.answer.ids) > 2
     assert eng.arena.length["thoughts"] == len(eng.thoughts.ids)

@@ -413,12 +413,12 @@ class ArenaCache(Cache):
 
 
 def forward_step(model: torch.nn.Module, cache: ArenaCache, input_ids: torch.Tensor,
-                 plan: StepPlan, *, logits: bool = True, keep: int = 1) -> torch.Tensor | None:
+                 plan: StepPlan, *, logits: bool = True, keep: int | None = None) -> torch.Tensor | None:
     """Run the stock model over (B, T) ``input_ids`` as ``plan`` says.
 
-    Returns the last position's logits (B, V) in fp32; with ``keep`` > 1 the last ``keep``
-    positions' (B, keep, V) (the engine's check of a draft); None without ``logits`` (then
-    the LM head is skipped).
+    Returns the last position's logits (B, V) in fp32; with ``keep``, the last ``keep``
+    positions' (B, keep, V) (the engine's re-read of a draft); None without ``logits``
+    (then the LM head is skipped).
     """
     B, T = input_ids.shape
     assert plan.position_ids.shape == (B, T), f"plan is {tuple(plan.position_ids.shape)}, ids {B, T}"
@@ -427,8 +427,8 @@ def forward_step(model: torch.nn.Module, cache: ArenaCache, input_ids: torch.Ten
                             cache=cache, use_cache=True, block_plan=plan)
         return None
     out = model(input_ids=input_ids, position_ids=plan.position_ids, cache=cache,
-                use_cache=True, logits_to_keep=keep, block_plan=plan)
-    return out.logits[:, -1].float() if keep == 1 else out.logits[:, -keep:].float()
+                use_cache=True, logits_to_keep=keep or 1, block_plan=plan)
+    return out.logits[:, -1].float() if keep is None else out.logits[:, -keep:].float()
 
 
 def use_block_attention(model: torch.nn.Module, eager: bool = False) -> None:

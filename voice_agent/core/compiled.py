@@ -32,7 +32,7 @@ import torch
 
 from voice_agent.core.attention import (RopeTables, check_supported, rotate_queries, scaled_rotation,
                                         view_offsets)
-from voice_agent.core.decode import COMPILE_CHOICES, CompileError, normalize_compile  # noqa: F401
+from voice_agent.core.decode import CompileError
 from voice_agent.core.kv import BlockArena
 
 SHAPES = ("dynamic", "buckets")

@@ -295,7 +295,7 @@ class Engine(DecoderBase):
     # ------------------------------------------------------------ forward passes
 
     def _prefill(self, block: str, view: tuple[str, ...], ids: list[int], *, logits: bool,
-                 keep: int = 1) -> tuple[torch.Tensor | None, LlmStep]:
+                 keep: int | None = None) -> tuple[torch.Tensor | None, LlmStep]:
         t0 = time.perf_counter()
         plan = make_plan(self.arena, [view], len(ids), self.rope)
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -324,9 +324,9 @@ class Engine(DecoderBase):
         replace the K/V the draft was written with, so what is kept reads the new words
         too. Thoughts a full window cut at the front cannot be re-read: kept as they are.
         """
-        draft = list(self.thoughts.ids)
         if not self.config.check_listen_thoughts or self.thinking_done:
             return []
+        draft = list(self.thoughts.ids)
         if not draft:  # nothing to re-read: the thinker opens again on every word heard
             self.draft_ended = False
             return []
@@ -337,8 +337,6 @@ class Engine(DecoderBase):
         self.arena.clear("thoughts")
         first, _ = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
         rest, _ = self._prefill("thoughts", self.layout.thinker, draft, logits=True, keep=len(draft))
-        if rest.dim() == 2:  # one draft token: forward_step gave (B, V)
-            rest = rest[:, None]
         choices = self._pick(list(torch.cat([first, rest[0]])), ["thinker"] * (len(draft) + 1))
         kept = next((j for j, (c, d) in enumerate(zip(choices, draft)) if c != d), len(draft))
         self.arena.truncate("thoughts", kept)  # the K/V of draft[:kept], now read with the new words
