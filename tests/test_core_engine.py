@@ -353,6 +353,41 @@ def test_checked_listening_draft_ends_in_think_modes_thoughts(tiny, every):
     assert told == checked.thoughts.text
 
 
+def test_a_draft_whose_first_thought_changes_is_dropped_unread(tiny):
+    """When the thinker, re-reading with the new words, already opens with another thought,
+    the whole draft goes without a prefill of it: only the opening is read."""
+    from voice_agent.events import LlmDraftCheck
+
+    eng = engine(tiny, check_listen_thoughts=True, check_listen_every=1, max_listen_thoughts=40,
+                 max_thoughts=40, max_answer=8, control_every=4)
+    eng.begin_turn()
+    eng.listen("what is the")
+    for _ in range(5):
+        eng.step()
+    draft = list(eng.thoughts.ids)
+    assert len(draft) == 5
+    other = (draft[0] + 1) % eng.model.config.vocab_size
+    pick, forced = eng._pick, []
+
+    def opens_otherwise(logits, rows):  # the opening's choice, and only it, changes
+        if not forced:
+            forced.append(other)
+            return [other]
+        return pick(logits, rows)
+
+    read = []
+    hook = eng.model.lm_head.register_forward_hook(lambda m, inp, out: read.append(inp[0].shape[1]))
+    eng._pick = opens_otherwise
+    try:
+        events = eng.listen("capital of france")
+    finally:
+        hook.remove()
+    (check,) = [e for e in events if isinstance(e, LlmDraftCheck)]
+    assert (check.kept, check.dropped, check.text) == (0, len(draft), "")
+    assert read == [1]  # the opening's last position; the draft was not prefilled
+    assert eng.thoughts.ids == [other] and eng.arena.length["thoughts"] == 0
+
+
 def test_unchecked_listening_thoughts_stay_as_written(tiny):
     """The default (AsyncReasoning's): thoughts written while listening are kept as they
     are, with no check event."""

@@ -10,7 +10,8 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "voice_agent"
 # What each layer may import from the package besides itself.
 SHARED = ("voice_agent.events", "voice_agent.trace", "voice_agent.errors", "voice_agent.models",
-          "voice_agent.tiny_llm", "voice_agent.quiet", "voice_agent.cachefiles")
+          "voice_agent.tiny_llm", "voice_agent.quiet", "voice_agent.cachefiles",
+          "voice_agent.urgency")
 ALLOWED = {
     "voice_agent.core": SHARED,
     "voice_agent.audio": SHARED,

@@ -230,6 +230,7 @@ def _run_session(*, source_factory: Any, config: Config, models: Models, out_dir
     from voice_agent.tts.chunker import Chunker
     from voice_agent.tts.engine import TtsWorker
     from voice_agent.tts.piper_tts import PiperTts
+    from voice_agent.urgency import Urgency
     from voice_agent.worker import ModelWorker
 
     mode = config.session.mode
@@ -272,11 +273,14 @@ def _run_session(*, source_factory: Any, config: Config, models: Models, out_dir
         holder["sink"] = sink
         return sink
 
+    urgency = Urgency() if config.session.asr_first else None
+
     def make_worker(handler: Any) -> ModelWorker:
-        return ModelWorker.for_loop(decoder, asyncio.get_running_loop(), handler, clock)
+        return ModelWorker.for_loop(decoder, asyncio.get_running_loop(), handler, clock,
+                                    urgency=urgency)
 
     def make_listener(emit: Any) -> Any:
-        listener = Listener(whisper, clock, listen_cfg, emit)
+        listener = Listener(whisper, clock, listen_cfg, emit, urgency=urgency)
         listener.warm_up()
         return listener
 

@@ -52,6 +52,10 @@ class SessionConfig:
     echo_overlap: float = 0.6     # recognised words this much inside recent playback = echo
     end_wait_s: float = 60.0      # after the input ends, how long to wait for the answer
     max_history_turns: int = 8  # past exchanges (user + spoken answer) kept in the prompt
+    # While the user speaks, the thinker's draft stands aside whenever the recogniser decodes
+    # a pause (the final's pass) or the end-of-turn model runs: the user waits for those,
+    # and on a small CPU they share a core with it (voice_agent/urgency.py).
+    asr_first: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol
 
 from voice_agent.events import Error, Event
 from voice_agent.trace import SessionClock
+from voice_agent.urgency import Urgency
 
 
 class Decoder(Protocol):
@@ -75,17 +76,25 @@ class Shutdown:
 
 Command = BeginTurn | Listen | EndOfTurn | Interrupt | Stop | Shutdown
 MAX_FAILURES = 3  # failures in a row (no good step between) after which the worker gives up
+ASIDE_POLL_S = 0.05  # while standing aside, commands are still applied this often
 logger = logging.getLogger(__name__)
 Post = Callable[[int, list[Event]], None]
 
 
 class ModelWorker:
     """Runs ``decoder`` on its own thread. ``post(gen, events)`` is called on that thread;
-    use :meth:`for_loop` to have it land on an asyncio loop instead."""
+    use :meth:`for_loop` to have it land on an asyncio loop instead.
+
+    ``urgency``: while the decoder thinks with the user still speaking (state
+    ``listening``), it takes no step as long as urgent work runs (the recogniser's pass over
+    a pause, the end-of-turn model; ``voice_agent/urgency.py``).
+    """
 
     def __init__(self, decoder: Decoder, post: Post, clock: SessionClock,
-                 on_exit: Callable[[BaseException | None], None] | None = None) -> None:
+                 on_exit: Callable[[BaseException | None], None] | None = None,
+                 urgency: Urgency | None = None) -> None:
         self.decoder = decoder
+        self._urgency = urgency
         self._post = post
         self._clock = clock
         self._on_exit = on_exit
@@ -101,7 +110,8 @@ class ModelWorker:
 
     @classmethod
     def for_loop(cls, decoder: Decoder, loop: Any, handler: Post, clock: SessionClock,
-                 on_exit: Callable[[BaseException | None], None] | None = None) -> "ModelWorker":
+                 on_exit: Callable[[BaseException | None], None] | None = None,
+                 urgency: Urgency | None = None) -> "ModelWorker":
         workers: list[ModelWorker] = []  # the one made below; post needs it
 
         def post(gen: int, events: list[Event]) -> None:
@@ -112,7 +122,7 @@ class ModelWorker:
             if on_exit is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(on_exit, err)
 
-        workers.append(cls(decoder, post, clock, exit_cb))
+        workers.append(cls(decoder, post, clock, exit_cb, urgency))
         return workers[0]
 
     def counted(self, handler: Post, gen: int, events: list[Event]) -> tuple[Callable, ...]:
@@ -167,6 +177,8 @@ class ModelWorker:
                 if not self._drain(block=must_wait):
                     break
                 if self._active and not self.decoder.done and not self.decoder.idle:
+                    if self._stands_aside():
+                        continue
                     try:
                         events = self.decoder.step()
                     except Exception as e:  # noqa: BLE001 - see _recover
@@ -182,6 +194,14 @@ class ModelWorker:
         finally:
             if self._on_exit is not None:
                 self._on_exit(err)
+
+    def _stands_aside(self) -> bool:
+        """A draft of thoughts waits while urgent work runs; True: it waited (a while)."""
+        u = self._urgency
+        if u is None or not u.active or getattr(self.decoder, "state", None) != "listening":
+            return False
+        u.wait_clear(ASIDE_POLL_S)
+        return True
 
     def _drain(self, block: bool) -> bool:
         """Apply queued commands; False once Shutdown arrives."""

@@ -22,6 +22,7 @@ from voice_agent.audio.sources import Clock
 from voice_agent.audio.turn import TurnPolicy, load_turn_model
 from voice_agent.audio.vad import SpeechPause, SpeechResume, Vad, VadDecision
 from voice_agent.events import AudioIn, Event, VadEnd, VadStart
+from voice_agent.urgency import Urgency
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class Listener:
         turn_threaded: run that model on its own thread (default: as ``threaded``). A
             source faster than real time wants it inline, so that its verdicts land at
             the audio time they were asked for, not frames later.
+        urgency: the decodes the end of a turn waits for (the pause's pass, the final,
+            the end-of-turn model) run marked on it, so a model worker drafting thoughts
+            stands aside meanwhile (``voice_agent/urgency.py``).
 
     The end-of-turn model runs on its own thread (inline with ``threaded=False``); its
     verdict is applied by ``feed`` on the next frame, so the VAD end it decides is in
@@ -52,7 +56,8 @@ class Listener:
 
     def __init__(self, asr_model: Any, clock: Clock, config: ListenConfig = ListenConfig(),
                  emit: Callable[[Event], None] | None = None, *, threaded: bool = True,
-                 turn_model: SmartTurn | None = None, turn_threaded: bool | None = None) -> None:
+                 turn_model: SmartTurn | None = None, turn_threaded: bool | None = None,
+                 urgency: Urgency | None = None) -> None:
         self.config = config
         self.clock = clock
         self._emit = emit or (lambda ev: None)
@@ -72,10 +77,12 @@ class Listener:
         # otherwise the audio races past the turn limit before the decode is done.
         self._wait_for_words = threaded and not turn_threaded
         self.turn = TurnPolicy(config.vad, turn_model, clock, self._emit,
-                               threaded=turn_threaded, text_ending=text_ending)
+                               threaded=turn_threaded, text_ending=text_ending,
+                               urgency=urgency)
         self.vad = Vad(config.vad, hangover_ms=self.turn.vad_limit_ms)
         self.utterance = 0
-        self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded)
+        self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded,
+                                urgency=urgency)
         preroll = max(1, config.preroll_ms // 20)
         self._recent: deque[AudioFrame] = deque(maxlen=preroll + self.vad.lookback_frames)
         self._level_frames: list[float] = []

@@ -21,6 +21,7 @@ from voice_agent.asr.utterance import AsrStats, Heard, UtteranceRecognizer
 from voice_agent.asr.whisper import WhisperDecoder
 from voice_agent.audio.sources import Clock
 from voice_agent.events import Error, Event
+from voice_agent.urgency import Urgency
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,16 @@ class StreamingAsr:
     Call order per utterance: ``begin`` → ``push``… (``pause``/``resume`` hints) → ``end``.
     ``emit`` receives ``AsrCommit``/``AsrPartial``/``AsrFinal`` (and ``Error``) on the ASR
     thread; wrap it with ``loop.call_soon_threadsafe`` to get them on the loop.
+
+    ``urgency``: the decodes of a pause (the speculative final pass) and the final run
+    marked urgent on it, so a model worker drafting thoughts stands aside (urgency.py).
     """
 
     def __init__(self, decoder: WhisperDecoder, clock: Clock, config: AsrConfig,
-                 emit: Callable[[Event], None], *, threaded: bool = True) -> None:
+                 emit: Callable[[Event], None], *, threaded: bool = True,
+                 urgency: Urgency | None = None) -> None:
         self.config = config
+        self._urgency = urgency or Urgency()
         self._emit = emit
         self._rec = UtteranceRecognizer(decoder, clock, config, emit)
         self._clock = clock
@@ -176,10 +182,12 @@ class StreamingAsr:
             return
         try:
             if self._end_at is not None:
-                self._finish(self._end_at)
+                with self._urgency.running():
+                    self._finish(self._end_at)
             elif self._speculation_needed():
                 self._speculate_at = None
-                self._rec.update()  # covers the pause; its hypothesis may serve the final
+                with self._urgency.running():
+                    self._rec.update()  # covers the pause; its hypothesis may serve the final
             elif self._speculate_at is None and self._rec.due():
                 self._rec.update()
         except Exception as e:  # a decode failure must not kill the thread: report it

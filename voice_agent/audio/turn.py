@@ -49,6 +49,7 @@ from voice_agent.audio.sources import Clock
 from voice_agent.audio.vad import VadConfig
 from voice_agent.errors import VoiceAgentError
 from voice_agent.events import Event, TurnDecision
+from voice_agent.urgency import Urgency
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +88,16 @@ class TurnPolicy:
 
     ``text_ending``: how the listener reads the transcript at a pause (``TextEnding``);
     None (or ``turn_text = false``): the model's verdict stands alone.
+
+    ``urgency``: model calls run marked on it (``voice_agent/urgency.py``): the end of the
+    turn waits for them.
     """
 
     def __init__(self, config: VadConfig, model: SmartTurn | None, clock: Clock,
                  emit: Callable[[Event], None], *, threaded: bool = False,
-                 text_ending: TextEnding | None = None) -> None:
+                 text_ending: TextEnding | None = None, urgency: Urgency | None = None) -> None:
         self.config = config
+        self._urgency = urgency or Urgency()
         self.text_ending = text_ending if config.turn_text else None
         # a "complete" verdict waiting for the transcript or an unsure verdict's longer
         # pause: (probability, audio heard to, audio time before which it cannot end)
@@ -152,15 +157,19 @@ class TurnPolicy:
             return False
         self._asked += 1
         if self._pool is not None:
-            self._pending = self._pool.submit(self.model.probability, self._audio())
+            self._pending = self._pool.submit(self._urgent, self.model.probability, self._audio())
             self._pending_audio_t = frame.end_t
             return False
         future: Future = Future()
         try:
-            future.set_result(self.model.probability(self._audio()))
+            future.set_result(self._urgent(self.model.probability, self._audio()))
         except Exception as e:  # onnxruntime errors have no common base: any failure falls back
             future.set_exception(e)
         return self._verdict(future, frame.end_t, frame, last_voiced_end)
+
+    def _urgent(self, probability: Callable[[np.ndarray], float], audio: np.ndarray) -> float:
+        with self._urgency.running():
+            return probability(audio)
 
     def _verdict(self, future: Future, heard_to: float, frame: AudioFrame,
                  last_voiced_end: float) -> bool:

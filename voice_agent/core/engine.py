@@ -322,7 +322,7 @@ class Engine(DecoderBase):
 
         Two prefills (the think opening, then the draft with logits at every position)
         replace the K/V the draft was written with, so what is kept reads the new words
-        too. Thoughts a full window cut at the front cannot be re-read: kept as they are.
+        too; when the opening already chooses another first thought, the second is skipped. Thoughts a full window cut at the front cannot be re-read: kept as they are.
         """
         if not self.config.check_listen_thoughts or self.thinking_done:
             return []
@@ -336,8 +336,13 @@ class Engine(DecoderBase):
         self.arena.clear("think_open")
         self.arena.clear("thoughts")
         first, _ = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
-        rest, _ = self._prefill("thoughts", self.layout.thinker, draft, logits=True, keep=len(draft))
-        choices = self._pick(list(torch.cat([first, rest[0]])), ["thinker"] * (len(draft) + 1))
+        choices = self._pick([first[0]], ["thinker"])
+        if choices[0] == draft[0]:
+            # Only then is the draft worth reading: in spoken runs about half the checks
+            # dropped it all at its first token, and each read of ~20 tokens cost as much
+            # as several decode steps beside the recogniser.
+            rest, _ = self._prefill("thoughts", self.layout.thinker, draft, logits=True, keep=len(draft))
+            choices += self._pick(list(rest[0]), ["thinker"] * len(draft))
         kept = next((j for j, (c, d) in enumerate(zip(choices, draft)) if c != d), len(draft))
         self.arena.truncate("thoughts", kept)  # the K/V of draft[:kept], now read with the new words
         self.thoughts = TextStream(self.prompts.tok)
