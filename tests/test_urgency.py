@@ -131,3 +131,27 @@ def test_the_pass_over_a_pause_and_the_final_run_urgent(whisper):
     asr.close()
     assert seen == [False, True, True]
     assert not u.active
+
+
+def test_an_update_that_starts_far_behind_the_audio_runs_urgent(whisper):
+    """A recogniser falling behind the speaker (a long buffer beside a busy thinker) gets
+    the core: an update starting ``urgent_lag_s`` behind the audio is urgent."""
+    from voice_agent.asr.config import AsrConfig
+    from voice_agent.asr.streaming import StreamingAsr
+    from voice_agent.asr.whisper import WhisperDecoder
+    from voice_agent.audio.sources import SimClock
+    from voice_agent.audio.wav import read_wav, to_int16
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "samples" / "capital_of_france.wav"
+    pcm = to_int16(read_wav(path))
+    u = Urgency()
+    seen: list[bool] = []
+    for lag in (1.0, 10.0):
+        cfg = AsrConfig(interval_s=0.5, urgent_lag_s=lag)
+        decoder = WhisperDecoder(whisper, cfg)
+        decode = decoder.decode
+        decoder.decode = lambda audio, prompt="", d=decode: (seen.append(u.active), d(audio, prompt))[1]
+        asr = StreamingAsr(decoder, SimClock(), cfg, lambda e: None, threaded=False, urgency=u)
+        asr.begin(0.0, pcm[:int(1.2 * 16000)])  # 1.2 s heard, none decoded: one update
+        asr.close()
+    assert seen == [True, False]

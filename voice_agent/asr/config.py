@@ -27,6 +27,10 @@ class AsrConfig:
     # A final needs a hypothesis that heard this far past the end of voiced audio: the VAD
     # calls speech over before soft unvoiced endings ("France" cut there reads "friends").
     final_tail_s: float = 0.15
+    # An update that starts this far behind the audio runs urgent (voice_agent/urgency.py):
+    # the recogniser is falling behind the speaker, and a thinker drafting beside it on the
+    # same core would both slow it further and get the words later.
+    urgent_lag_s: float = 1.0
     no_speech_threshold: float = 0.6  # with a low log-probability: the window holds no speech
     logprob_threshold: float = -1.0  # average token log-probability below which, with no_speech_threshold, a window is dropped
 

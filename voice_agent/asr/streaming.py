@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from contextlib import nullcontext
 from typing import Callable
 
 import numpy as np
@@ -35,8 +36,9 @@ class StreamingAsr:
     ``emit`` receives ``AsrCommit``/``AsrPartial``/``AsrFinal`` (and ``Error``) on the ASR
     thread; wrap it with ``loop.call_soon_threadsafe`` to get them on the loop.
 
-    ``urgency``: the decodes of a pause (the speculative final pass) and the final run
-    marked urgent on it, so a model worker drafting thoughts stands aside (urgency.py).
+    ``urgency``: the decodes of a pause (the speculative final pass), the final, and
+    updates that start ``urgent_lag_s`` or more behind the audio run marked urgent on it,
+    so a model worker drafting thoughts stands aside (urgency.py).
     """
 
     def __init__(self, decoder: WhisperDecoder, clock: Clock, config: AsrConfig,
@@ -189,7 +191,9 @@ class StreamingAsr:
                 with self._urgency.running():
                     self._rec.update()  # covers the pause; its hypothesis may serve the final
             elif self._speculate_at is None and self._rec.due():
-                self._rec.update()
+                behind = self._rec.buffer_end - self._rec.decoded_until
+                with self._urgency.running() if behind >= self.config.urgent_lag_s else nullcontext():
+                    self._rec.update()
         except Exception as e:  # a decode failure must not kill the thread: report it
             self._failed(e)
 
