@@ -121,6 +121,62 @@ def test_complete_question_ends_within_250_ms(whisper_model, smart_turn, name):
     assert final.t - final.speech_end <= 0.25  # the speculative pass already decoded it
 
 
+class _Unconvinced:
+    """An end-of-turn model that hears every pause as unfinished (P = 0.2), as Smart Turn
+    did on 9 of 15 list questions read by the piper voice."""
+
+    last_ms = 1.0
+
+    def probability(self, audio) -> float:
+        return 0.2
+
+
+@pytest.mark.parametrize("question_ms", [500, 0])
+def test_words_ending_in_a_question_mark_end_a_turn_the_model_hears_unfinished(
+        whisper_model, question_ms):
+    """The model says incomplete, but the words read "What is the capital of France?": the
+    turn ends after turn_question_ms of silence (by="question"), not the long limit; with
+    0 it waits for the limit as before."""
+    events = listen(whisper_model, SAMPLES / "capital_of_france.wav", _Unconvinced(), pad_s=2.5,
+                    turn_question_ms=question_ms)
+    end, = of(events, VadEnd)
+    decisions = of(events, TurnDecision)
+    assert decisions[0].by == "model" and not decisions[0].complete
+    if question_ms:
+        assert decisions[-1].by == "question" and decisions[-1].complete
+        assert decisions[-1].probability == 0.2
+        assert end.t - end.audio_t == pytest.approx(0.5, abs=0.021)
+    else:
+        assert decisions[-1].by == "limit"
+        assert end.t - end.audio_t == pytest.approx(2.0, abs=0.021)
+
+
+def test_words_that_are_no_question_keep_listening_to_the_limit():
+    """Only a question mark overrules the model: a statement, a cut-off question or no
+    words yet keep the "incomplete" verdict (the turn policy alone, no recogniser)."""
+    from voice_agent.audio.frames import AudioFrame
+    from voice_agent.audio.turn import HeardEnding, TurnPolicy
+
+    for reading, ends in [(HeardEnding(question=True), True), (HeardEnding(), False),
+                          (HeardEnding(cut="ellipsis"), False), (None, False)]:
+        clock, events = SimClock(), []
+        policy = TurnPolicy(VadConfig(), _Unconvinced(), clock, events.append,
+                            text_ending=lambda speech_end, r=reading: r)
+        policy.begin(1, np.zeros(320, np.int16))
+        ended_at = None
+        for i in range(1, 60):  # voiced until 0.4 s, then silence
+            t = i * 0.02
+            frame = AudioFrame(t=t, audio_t=t - 0.02, pcm=np.zeros(320, np.int16))
+            clock.advance_to(t)
+            if policy.check(frame, last_voiced_end=min(t, 0.4)):
+                ended_at = t
+                break
+        assert (ended_at is not None) == ends, reading
+        if ends:
+            assert ended_at == pytest.approx(0.4 + 0.5, abs=1e-6)
+            assert events[-1].by == "question"
+
+
 @pytest.mark.parametrize("text, reason", [
     ("What is the capital of France?", ""),
     ("What are you afraid of?", ""),  # a stranded preposition with Whisper's "?" ends a turn
@@ -137,6 +193,16 @@ def test_complete_question_ends_within_250_ms(whisper_model, smart_turn, name):
 ])
 def test_transcript_endings(text, reason):
     assert unfinished_ending(text, "en") == reason
+
+
+@pytest.mark.parametrize("text, question", [
+    ("What is the capital of France?", True), ("¿Dónde está?", True), ("这是什么？", True),
+    ('He asked "why?"', True), ("I have a chair.", False), ("so what is", False), ("", False),
+])
+def test_questions_are_told_by_their_mark(text, question):
+    from voice_agent.asr.endings import ends_in_question
+
+    assert ends_in_question(text) is question
 
 
 def test_transcript_endings_follow_the_language():
@@ -303,6 +369,9 @@ def test_turn_settings_are_checked():
     with pytest.raises(ConfigError, match="turn_unsure_ms"):
         load_config(overrides=["vad.turn_unsure_ms=3000"])
     assert load_config(overrides=["vad.turn_text=false"]).vad.turn_text is False
+    with pytest.raises(ConfigError, match="turn_question_ms"):
+        load_config(overrides=["vad.turn_question_ms=50"])
+    assert load_config(overrides=["vad.turn_question_ms=0"]).vad.turn_question_ms == 0
 
 
 @pytest.mark.heavy

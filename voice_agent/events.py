@@ -73,10 +73,12 @@ class TurnDecision(Event):
     complete: bool = False  # True: the turn ends here
     # model | unsure (complete, but near the threshold: waits a longer pause) | text (the
     # model said complete, the transcript at the pause reads cut off: keep listening) |
-    # limit (the long silence limit) | hangover (no model)
+    # question (the model said incomplete, the words end in a question mark: the turn
+    # ends after vad.turn_question_ms) | limit (the long silence limit) | hangover (no model)
     by: str = ""
-    # with by="text": why the transcript reads cut off (asr/endings.py); by="unsure": the
-    # wait; by="limit": a "complete" that waited for the words in vain (probability set)
+    # with by="text": why the transcript reads cut off (asr/endings.py); by="unsure" and
+    # by="question": the wait; by="limit": a "complete" that waited for the words in vain
+    # (probability set)
     reason: str = ""
     ms: float = 0.0  # model compute time
     utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together

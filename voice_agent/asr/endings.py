@@ -35,6 +35,8 @@ _ELLIPSES = ("...", "…", "。。。")
 # Sentence-end marks: Latin, full-width/CJK, Arabic question mark, Devanagari danda,
 # Greek question mark (;), Armenian full stop, Ethiopic full stop.
 _END_MARKS = ".?!。？！؟।॥;։።"
+# Question marks: Latin, full-width, Arabic. (Greek's ";" is also a semicolon elsewhere.)
+_QUESTION_MARKS = "?？؟"
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 
 # Per language: words that need something after them. Determiners that need a noun
@@ -114,3 +116,9 @@ def unfinished_ending(text: str, language: str = "en") -> str:
     if tail[-1] not in _END_MARKS:
         return "no end mark"
     return ""
+
+
+def ends_in_question(text: str) -> bool:
+    """``text`` ends with a question mark (a closing quote or bracket may follow)."""
+    tail = unicodedata.normalize("NFC", text).strip().rstrip(_CLOSERS).rstrip()
+    return bool(tail) and tail[-1] in _QUESTION_MARKS

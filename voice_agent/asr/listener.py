@@ -12,14 +12,14 @@ from typing import Any, Callable
 import numpy as np
 
 from voice_agent.asr.config import ListenConfig
-from voice_agent.asr.endings import unfinished_ending
+from voice_agent.asr.endings import ends_in_question, unfinished_ending
 from voice_agent.asr.streaming import StreamingAsr
 from voice_agent.asr.utterance import AsrStats, Heard
 from voice_agent.asr.whisper import WhisperDecoder, load_whisper
 from voice_agent.audio.frames import FRAME_S, AudioFrame, frame_rms
 from voice_agent.audio.smart_turn import SmartTurn
 from voice_agent.audio.sources import Clock
-from voice_agent.audio.turn import TurnPolicy, load_turn_model
+from voice_agent.audio.turn import HeardEnding, TurnPolicy, load_turn_model
 from voice_agent.audio.vad import SpeechPause, SpeechResume, Vad, VadDecision
 from voice_agent.events import AudioIn, Event, VadEnd, VadStart
 from voice_agent.urgency import Urgency
@@ -135,17 +135,18 @@ class Listener:
             out.append(self._end(self.vad.end_now(self.clock.now())))
         return out
 
-    def _text_ending(self, speech_end: float) -> str | None:
+    def _text_ending(self, speech_end: float) -> HeardEnding | None:
         """The end-of-turn policy's view of the words (``TextEnding``): None until the
         recogniser heard this utterance up to ``speech_end`` plus the final's tail (what
-        the speculative pass decodes); then why its text reads cut off, or ""."""
+        the speculative pass decodes); then how its words end (cut off, a question)."""
         heard = self.asr.heard
         if not self._covers(heard, speech_end) and self._wait_for_words:
             self.asr.wait_idle(30.0)
             heard = self.asr.heard
         if not self._covers(heard, speech_end):
             return None
-        return unfinished_ending(heard.text, self.config.asr.language)
+        cut = unfinished_ending(heard.text, self.config.asr.language)
+        return HeardEnding(cut=cut, question=not cut and ends_in_question(heard.text))
 
     def _covers(self, heard: Heard, speech_end: float) -> bool:
         return heard.utterance == self.utterance and \

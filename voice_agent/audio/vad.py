@@ -55,6 +55,10 @@ class VadConfig:
     # endpointing delay of LiveKit's turn detector, a plain endpointer's pause.
     turn_unsure_margin: float = 0.1
     turn_unsure_ms: int = 500  # the silence an unsure "complete" waits for
+    # An "incomplete" verdict on words that end in a question mark (and do not read cut
+    # off) still ends the turn after this much silence, not turn_limit_ms (0: off). The
+    # model misjudges some complete questions, TTS voices reading lists most (turn.py).
+    turn_question_ms: int = 500
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -73,6 +77,10 @@ class VadConfig:
         if not 0.0 <= self.turn_unsure_margin < 1.0 - self.turn_threshold:
             raise ValueError("vad turn_unsure_margin must be in [0, 1 - turn_threshold), got "
                              f"{self.turn_unsure_margin}")
+        if self.turn_question_ms and not self.turn_pause_ms <= self.turn_question_ms <= self.turn_limit_ms:
+            raise ValueError("vad needs turn_pause_ms <= turn_question_ms <= turn_limit_ms (or 0: "
+                             f"off), got {self.turn_pause_ms}, {self.turn_question_ms}, "
+                             f"{self.turn_limit_ms}")
         if not self.turn_pause_ms <= self.turn_unsure_ms <= self.turn_limit_ms:
             raise ValueError("vad needs turn_pause_ms <= turn_unsure_ms <= turn_limit_ms, got "
                              f"{self.turn_pause_ms}, {self.turn_unsure_ms}, {self.turn_limit_ms}")

@@ -167,7 +167,8 @@ def _draw_user(lane: _Lanes, events: list[Record], offset: float) -> None:
 def _draw_turn_decisions(lane: _Lanes, events: list[Record]) -> None:
     """Each end-of-turn decision on the user lane, when it was made: a filled triangle
     ends the turn, a hollow one keeps listening; the model's P(complete) beside it, and
-    "text" or "unsure" when the transcript check or an unsure verdict kept listening."""
+    "text" or "unsure" when the transcript check or an unsure verdict kept listening, and
+    "question" when the words' question mark ended a turn the model heard unfinished."""
     y, ax = lane.y("user speech"), lane.ax
     for e in events:
         if e.get("ev") != "turn.decision":
@@ -177,7 +178,7 @@ def _draw_turn_decisions(lane: _Lanes, events: list[Record]) -> None:
                 markerfacecolor=COLORS["user"] if complete else "white")
         by = str(e.get("by", ""))
         label = f" {p:.2f}" if isinstance(p, (int, float)) else f" {by}"
-        if by in ("text", "unsure"):  # the model said complete; the words or a coin toss wait
+        if by in ("text", "unsure", "question"):  # the words or a coin toss overrule the model
             label += f" {by}"
         ax.text(t, y + 0.02, label, fontsize=FONT - 1, va="bottom", color=COLORS["user"])
 
