@@ -57,6 +57,8 @@ SETTINGS = {
     "model_audio_only": VadConfig(turn_text=False, turn_unsure_margin=0.0),  # the verdict alone
     "model_no_unsure": VadConfig(turn_unsure_margin=0.0),  # the words checked, no unsure wait
     "model_recheck": VadConfig(turn_recheck_ms=500),  # ask again every 500 ms of silence
+    "model_no_question": VadConfig(turn_question_ms=0),  # a question mark does not overrule "incomplete"
+    "model_question_500": VadConfig(turn_question_ms=500),  # ... after 500 ms (the default is 1 s)
     "hangover": VadConfig(turn_model="none"),
 }
 
@@ -150,6 +152,7 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
         "setting": label,
         "vad": {k: getattr(vad, k) for k in ("turn_model", "turn_pause_ms", "turn_limit_ms",
                                              "turn_threshold", "turn_recheck_ms", "turn_text",
+                                             "turn_question_ms",
                                              "hangover_ms")},
         "clips": len(rows),
         "median_final_latency_s": round(statistics.median(lat), 3) if lat else None,

@@ -58,7 +58,9 @@ class VadConfig:
     # An "incomplete" verdict on words that end in a question mark (and do not read cut
     # off) still ends the turn after this much silence, not turn_limit_ms (0: off). The
     # model misjudges some complete questions, TTS voices reading lists most (turn.py).
-    turn_question_ms: int = 500
+    # 1 s: longer than a mid-sentence pause (the pause sets' are 0.6-0.8 s; at 500 ms
+    # whisper's "?" at such a pause split 2 more held-out questions), half the limit.
+    turn_question_ms: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
