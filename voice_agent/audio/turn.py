@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -62,7 +62,6 @@ from voice_agent.urgency import Urgency
 logger = logging.getLogger(__name__)
 
 NO_MODEL = "none"
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +224,10 @@ class TurnPolicy:
         pause (the usual limit, or a re-ask, decides)."""
         assert self._question is not None and self.text_ending is not None
         p, heard_to, not_before = self._question
+        if frame.end_t < not_before - 1e-9:
+            return False
         reading = self.text_ending(last_voiced_end)
-        if reading is None or frame.end_t < not_before - 1e-9:
+        if reading is None:
             return False
         self._question = None
         if reading.cut or not reading.question:

@@ -322,7 +322,8 @@ class Engine(DecoderBase):
 
         Two prefills (the think opening, then the draft with logits at every position)
         replace the K/V the draft was written with, so what is kept reads the new words
-        too; when the opening already chooses another first thought, the second is skipped. Thoughts a full window cut at the front cannot be re-read: kept as they are.
+        too; when the opening already chooses another first thought, the second is
+        skipped. Thoughts a full window cut at the front cannot be re-read: kept as they are.
         """
         if not self.config.check_listen_thoughts or self.thinking_done:
             return []
@@ -338,9 +339,9 @@ class Engine(DecoderBase):
         first, _ = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
         choices = self._pick([first[0]], ["thinker"])
         if choices[0] == draft[0]:
-            # Only then is the draft worth reading: in spoken runs about half the checks
-            # dropped it all at its first token, and each read of ~20 tokens cost as much
-            # as several decode steps beside the recogniser.
+            # Only then is the draft worth reading: in spoken runs about a third of the
+            # checks dropped it all at its first token, and each read of ~20 tokens cost
+            # as much as several decode steps beside the recogniser.
             rest, _ = self._prefill("thoughts", self.layout.thinker, draft, logits=True, keep=len(draft))
             choices += self._pick(list(rest[0]), ["thinker"] * len(draft))
         kept = next((j for j, (c, d) in enumerate(zip(choices, draft)) if c != d), len(draft))
