@@ -79,10 +79,10 @@ class VadConfig:
         if not 0.0 <= self.turn_unsure_margin < 1.0 - self.turn_threshold:
             raise ValueError("vad turn_unsure_margin must be in [0, 1 - turn_threshold), got "
                              f"{self.turn_unsure_margin}")
-        if self.turn_question_ms and not self.turn_pause_ms <= self.turn_question_ms <= self.turn_limit_ms:
-            raise ValueError("vad needs turn_pause_ms <= turn_question_ms <= turn_limit_ms (or 0: "
-                             f"off), got {self.turn_pause_ms}, {self.turn_question_ms}, "
-                             f"{self.turn_limit_ms}")
+        # (a turn_question_ms at or past turn_limit_ms is allowed: the limit ends first)
+        if self.turn_question_ms and self.turn_question_ms < self.turn_pause_ms:
+            raise ValueError("vad needs turn_question_ms >= turn_pause_ms (or 0: off), got "
+                             f"{self.turn_question_ms}, {self.turn_pause_ms}")
         if not self.turn_pause_ms <= self.turn_unsure_ms <= self.turn_limit_ms:
             raise ValueError("vad needs turn_pause_ms <= turn_unsure_ms <= turn_limit_ms, got "
                              f"{self.turn_pause_ms}, {self.turn_unsure_ms}, {self.turn_limit_ms}")
