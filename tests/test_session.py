@@ -129,7 +129,11 @@ def test_replay_tiny_end_to_end(tmp_path, whisper, piper):
 @pytest.mark.heavy
 def test_bargein_stops_audio_and_keeps_heard_tokens(tmp_path, whisper, piper):
     # The user asks, the (noisy, long) answer starts playing, and the user speaks again.
-    wav = concat(tmp_path, "bargein.wav", "capital_of_france.wav", 3.0, "boiling_point.wav")
+    # 5 s between the questions: the answer must be sounding by then. Under load (CI runs
+    # two heavy tests at once) the first turn once ended by the 2 s limit (Smart Turn's
+    # verdict came late), its final ~1 s later, and the first chunk after another 1.5 s:
+    # with 3 s the user "resumed" before any audio, which is no barge-in.
+    wav = concat(tmp_path, "bargein.wav", "capital_of_france.wav", 5.0, "boiling_point.wav")
     engine = tiny_engine(max_answer=48, max_thoughts=64)
     out = tmp_path / "run"
     result = replay(wav, out, engine, whisper, piper, bargein_min_s=0.2)
