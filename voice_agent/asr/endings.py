@@ -104,7 +104,7 @@ def unfinished_ending(text: str, language: str = "en") -> str:
 
     The reason names the rule and the word: "ellipsis", "ends with 'the'", "no end mark".
     """
-    tail = unicodedata.normalize("NFC", text).strip().rstrip(_CLOSERS).rstrip()
+    tail = _tail(text)
     if not tail:
         return ""
     if tail.endswith(_ELLIPSES):
@@ -120,5 +120,10 @@ def unfinished_ending(text: str, language: str = "en") -> str:
 
 def ends_in_question(text: str) -> bool:
     """``text`` ends with a question mark (a closing quote or bracket may follow)."""
-    tail = unicodedata.normalize("NFC", text).strip().rstrip(_CLOSERS).rstrip()
+    tail = _tail(text)
     return bool(tail) and tail[-1] in _QUESTION_MARKS
+
+
+def _tail(text: str) -> str:
+    """The text as its last mark reads: NFC, without trailing space, quotes or brackets."""
+    return unicodedata.normalize("NFC", text).strip().rstrip(_CLOSERS).rstrip()

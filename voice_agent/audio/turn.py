@@ -119,8 +119,9 @@ class TurnPolicy:
         # a "complete" verdict waiting for the transcript or an unsure verdict's longer
         # pause: (probability, audio heard to, audio time before which it cannot end)
         self._held: tuple[float, float, float | None] | None = None
-        # an "incomplete" verdict whose words may end in a question mark (same fields)
-        self._question: tuple[float, float, float] | None = None
+        # an "incomplete" verdict whose words may end in a question mark: (probability,
+        # audio time before which it cannot end)
+        self._question: tuple[float, float] | None = None
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="turn")
                       if threaded and model is not None else None)
         self._pending: Future | None = None  # a model call in flight on the pool
@@ -213,7 +214,7 @@ class TurnPolicy:
             return self._settle(frame, last_voiced_end)
         self._decide(heard_to, last_voiced_end, p, complete, "model")
         if not complete and self.text_ending is not None and c.turn_question_ms > 0:
-            self._question = (p, heard_to, last_voiced_end + c.turn_question_ms / 1000)
+            self._question = (p, last_voiced_end + c.turn_question_ms / 1000)
             return self._asks_a_question(frame, last_voiced_end)
         return complete
 
@@ -223,7 +224,7 @@ class TurnPolicy:
         hypothesis has heard up to the pause, wait; other words drop the rule for this
         pause (the usual limit, or a re-ask, decides)."""
         assert self._question is not None and self.text_ending is not None
-        p, heard_to, not_before = self._question
+        p, not_before = self._question
         if frame.end_t < not_before - 1e-9:
             return False
         reading = self.text_ending(last_voiced_end)
