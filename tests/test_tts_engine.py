@@ -134,6 +134,21 @@ def test_stop_drops_queued_chunks(voice) -> None:
     assert len(sink.timeline()[0]) == 0  # nothing of the old answer plays after stop()
 
 
+def test_close_drops_queued_chunks_and_ends_the_thread_at_once(voice) -> None:
+    # Playback frozen, so synthesis waits for room: before, close() waited 10 s for the
+    # queue and left the thread to synthesise at interpreter exit (an abort in onnxruntime).
+    clock = ManualClock()
+    sink = NullSink(RATE, clock=clock, ticker=False)
+    worker = TtsWorker(voice, sink, clock=clock, max_ahead_s=0.5)
+    for c in chunk_all("One two three four. Five six seven eight. Nine ten eleven twelve."):
+        worker.speak(c)
+    t0 = time.monotonic()
+    worker.close()
+    assert not worker._thread.is_alive()
+    assert time.monotonic() - t0 < 8.0  # at most the one synthesis already running
+    assert len(worker.timings) <= 1
+
+
 @pytest.mark.heavy
 def test_five_thousand_character_answer_streams_with_flat_memory() -> None:
     # The same voice at double speed (length_scale 0.5) halves the synthesis time; memory

@@ -110,8 +110,15 @@ class TtsWorker:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
+        """End the thread. Chunks still queued are dropped, not synthesised: callers wait
+        for what they want heard first (``wait_done``), and a synthesis still running when
+        the interpreter exits aborts the process inside onnxruntime."""
+        with self._hand_off:
+            self._gen += 1
         self._inbox.put(_SHUTDOWN)
         self._thread.join(timeout=10.0)
+        if self._thread.is_alive():
+            logger.warning("the TTS thread did not end within 10 s of close()")
 
     def __enter__(self) -> TtsWorker:
         return self
