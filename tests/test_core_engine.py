@@ -388,40 +388,6 @@ def test_a_draft_whose_first_thought_changes_is_dropped_unread(tiny):
     assert eng.thoughts.ids == [other] and eng.arena.length["thoughts"] == 0
 
 
-@pytest.mark.parametrize("accept", [1.0, 1e-9])
-def test_check_accept_keeps_a_draft_token_the_re_read_nearly_picks(tiny, accept):
-    """``check_accept`` below 1 keeps a draft token that is no longer the re-read's top
-    choice but is within that factor of it (here: any token the tiny model can write);
-    at 1 (the default) the same re-read drops the draft."""
-    from voice_agent.events import LlmDraftCheck
-
-    eng = engine(tiny, check_listen_thoughts=True, check_listen_every=1, max_listen_thoughts=40,
-                 max_thoughts=40, max_answer=8, control_every=4, check_accept=accept)
-    eng.begin_turn()
-    eng.listen("what is the")
-    for _ in range(5):
-        eng.step()
-    draft = list(eng.thoughts.ids)
-    pick = eng._pick
-
-    def picks_otherwise(logits, rows):  # the re-read prefers another token everywhere
-        return [(c + 1) % eng.model.config.vocab_size for c in pick(logits, rows)]
-
-    eng._pick = picks_otherwise
-    (check,) = [e for e in eng.listen("capital of france") if isinstance(e, LlmDraftCheck)]
-    eng._pick = pick
-    if accept < 1:
-        assert (check.kept, check.dropped) == (len(draft), 0)
-        assert eng.thoughts.ids[:len(draft)] == draft and eng.arena.length["thoughts"] == len(draft)
-    else:
-        assert (check.kept, check.dropped) == (0, len(draft))
-
-
-def test_check_accept_must_be_a_fraction():
-    with pytest.raises(ValueError, match="check_accept"):
-        EngineConfig(check_accept=0.0)
-
-
 def test_unchecked_listening_thoughts_stay_as_written(tiny):
     """The default (AsyncReasoning's): thoughts written while listening are kept as they
     are, with no check event."""

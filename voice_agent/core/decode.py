@@ -100,11 +100,6 @@ class EngineConfig:
     # the new words anyway), or when it is paused (it ended a paragraph, or its thoughts,
     # on what it had heard). The end of the turn always re-reads: that keeps the exactness.
     check_listen_every: int = 16
-    # A re-read keeps a draft token while its probability is at least this fraction of the
-    # re-read's top choice. 1: only the top choice, so greedy async thinks exactly what think
-    # mode would. Below 1 a near-tie keeps the draft (more of the thinking done while the
-    # user spoke) at the price of that exactness; measured in embedded-thinker's model card.
-    check_accept: float = 1.0
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
     # auto | off | on | regional: decode steps through one torch.compile graph
@@ -114,8 +109,6 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compile", normalize_compile(self.compile))
-        if not 0.0 < self.check_accept <= 1.0:
-            raise ValueError(f"check_accept must be in (0, 1], got {self.check_accept}")
         # The answer block is never windowed (core/window.py): an answer budget it cannot
         # hold would end answers by capacity, silently. Refuse it here, by name.
         room = dict(self.capacity).get("answer")

@@ -11,7 +11,6 @@ session clock.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 
@@ -318,9 +317,8 @@ class Engine(DecoderBase):
 
     def _check_draft(self) -> list[Event]:
         """``check_listen_thoughts``: re-read the thoughts with the words heard so far and
-        keep the longest prefix the thinker would write again (or, with ``check_accept``
-        below 1, nearly as gladly); the first token it now chooses differently (or the one
-        after the whole draft) continues them.
+        keep the longest prefix the thinker would write again; the first token it now
+        chooses differently (or the one after the whole draft) continues them.
 
         Two prefills (the think opening, then the draft with logits at every position)
         replace the K/V the draft was written with, so what is kept reads the new words
@@ -339,17 +337,14 @@ class Engine(DecoderBase):
         self.arena.clear("think_open")
         self.arena.clear("thoughts")
         first, _ = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
-        logits = [first[0]]
-        choices = self._pick(logits, ["thinker"])
-        if self._keeps(logits[0], choices[0], draft[0]):
+        choices = self._pick([first[0]], ["thinker"])
+        if choices[0] == draft[0]:
             # Only then is the draft worth reading: in spoken runs about a third of the
             # checks dropped it all at its first token, and each read of ~20 tokens cost
             # as much as several decode steps beside the recogniser.
             rest, _ = self._prefill("thoughts", self.layout.thinker, draft, logits=True, keep=len(draft))
-            logits += list(rest[0])
-            choices += self._pick(logits[1:], ["thinker"] * len(draft))
-        kept = next((j for j, d in enumerate(draft)
-                     if j >= len(choices) or not self._keeps(logits[j], choices[j], d)), len(draft))
+            choices += self._pick(list(rest[0]), ["thinker"] * len(draft))
+        kept = next((j for j, (c, d) in enumerate(zip(choices, draft)) if c != d), len(draft))
         self.arena.truncate("thoughts", kept)  # the K/V of draft[:kept], now read with the new words
         self.thoughts = TextStream(self.prompts.tok)
         for tok in draft[:kept]:
@@ -362,17 +357,6 @@ class Engine(DecoderBase):
         check = LlmDraftCheck(t=self.clock.now(), kept=kept, dropped=len(draft) - kept,
                               text=self.thoughts.text, ms=_ms(t0), step=self.steps, turn=self.turn)
         return [check, *self._accept_thought(choices[kept])]
-
-    def _keeps(self, logits: torch.Tensor, choice: int, token: int) -> bool:
-        """Whether a re-read keeps a draft ``token`` where it now picks ``choice``: the same
-        token, or (``check_accept`` below 1) one whose probability is within that factor of
-        the top choice's (a difference of logits: no softmax over the vocabulary)."""
-        if choice == token:
-            return True
-        if self.config.check_accept >= 1.0:
-            return False
-        scores = logits + self.bias["thinker"]
-        return float(scores.max() - scores[token]) <= -math.log(self.config.check_accept)
 
     def _open_writer(self) -> list[Event]:
         text = (self.prompts.template.think_close if self.thinking_done
