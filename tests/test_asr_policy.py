@@ -103,3 +103,79 @@ def test_wer_normalises_digits_case_and_punctuation():
     assert normalize_words("Ninety-nine") == ["ninety", "nine"]
     assert word_error_rate("a b c d", "a x c") == 0.5
     assert word_error_rate("", "") == 0.0
+
+
+# ---------------------------------------------------------------- marks at a window's end
+
+
+class _ScriptedDecoder:
+    """Returns the next scripted hypothesis (words, with times from the buffer start)."""
+
+    def __init__(self, *script: list[Word]) -> None:
+        self.script = list(script)
+
+    def decode(self, audio, prompt: str = ""):
+        from voice_agent.asr.whisper import Hypothesis
+
+        return Hypothesis(words=self.script.pop(0), audio_s=len(audio) / 16_000,
+                          window_s=8.0, compute_s=0.0)
+
+
+def _recognise(*script: list[Word], updates: int) -> tuple[list[str], str]:
+    """Commits and final of an utterance decoded by ``script``: ``updates`` re-decodes as
+    audio arrives, then the final pass (which reuses the last hypothesis when it covers
+    the end)."""
+    import numpy as np
+
+    from voice_agent.asr.config import AsrConfig
+    from voice_agent.asr.utterance import UtteranceRecognizer
+    from voice_agent.events import AsrCommit, AsrFinal
+
+    events = []
+    rec = UtteranceRecognizer(_ScriptedDecoder(*script), clock=type("C", (), {"now": lambda s: 0.0})(),
+                              config=AsrConfig(final_tail_s=0.0), emit=events.append)
+    rec.begin(0.0)
+    for _ in range(updates):
+        rec.append(np.zeros(8000, np.int16))
+        rec.update()
+    rec.finish(rec.buffer_end)
+    commits = [e.text for e in events if isinstance(e, AsrCommit)]
+    (final,) = [e.text for e in events if isinstance(e, AsrFinal)]
+    return commits, final
+
+
+def test_a_period_where_a_window_ended_becomes_a_comma_when_the_list_goes_on():
+    # Two decodes end at a pause after "oven" and agree, both writing the period Whisper
+    # puts at a window's end; the next words come in lower case: the sentence went on.
+    first = hyp("I", "have", "an", "oven.")
+    more = hyp("I", "have", "an", "oven,", "a", "stove,", "and", "a", "car.")
+    commits, final = _recognise(hyp("I", "have", "an", "oven,"), first, more, more, updates=4)
+    assert commits == ["I have an oven", ", a stove, and a car", "."]
+    assert final == "I have an oven, a stove, and a car."
+    from voice_agent.core.layout import join_heard
+
+    assert join_heard(commits) == final  # what the session hands the model, joined
+
+
+def test_a_held_mark_stays_before_a_capital_and_at_the_final():
+    first = hyp("Turn", "left.")
+    more = hyp("Turn", "left.", "How", "far?")
+    commits, final = _recognise(first, first, more, more, updates=4)
+    assert final == "Turn left. How far?"
+    assert "".join(commits) == final
+
+
+def test_a_sentence_a_decode_started_at_a_pause_joins_the_list_when_it_goes_on_in_lower_case():
+    # Whisper split at a pause ("chairs. At toast") and committed the period with "chairs"
+    # before a later decode heard the list go on ("a toaster"): the period becomes a comma.
+    early = hyp("I", "have", "four", "chairs.", "At", "toast.")
+    later = hyp("I", "have", "four", "chairs.", "a", "toaster,", "and", "a", "bed.")
+    commits, final = _recognise(early, later, later, updates=3)
+    assert final == "I have four chairs, a toaster, and a bed."
+    assert commits[0] == "I have four chairs"
+
+
+def test_an_ellipsis_is_not_held():
+    trailing = hyp("So", "what", "I", "want", "is...")
+    commits, final = _recognise(trailing, trailing, updates=2)
+    assert commits[0] == "So what I want is..." and final == "So what I want is..."

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+from voice_agent.core.layout import join_heard
 from voice_agent.events import (
     AsrCommit, AsrFinal, AsrPartial, AudioPlayEnd, AudioPlayStart, BargeIn, Error, Event,
     LlmWrite, TtsChunkReady, TurnEnd, TurnStart, VadEnd, VadStart,
@@ -82,7 +83,7 @@ class TurnState:
 
     @property
     def user_text(self) -> str:
-        return self.user_final or " ".join(self.user_words)
+        return self.user_final or join_heard(self.user_words)
 
     @property
     def answer_text(self) -> str:
@@ -392,7 +393,7 @@ class Session:
             history = self.history[-2 * self.config.max_history_turns:]
             self.worker.send(BeginTurn(cur.gen, list(history), self.config.system_prompt))
             if cur.user_words:
-                self.worker.send(Listen(cur.gen, " ".join(cur.user_words)))
+                self.worker.send(Listen(cur.gen, join_heard(cur.user_words)))
         elif not cur.decoder_done:
             cur.decoder_lost = True
             self._on_decoder_done()

@@ -22,6 +22,8 @@ from voice_agent.events import AsrCommit, AsrFinal, AsrPartial, Event
 
 logger = logging.getLogger(__name__)
 
+_SENTENCE_MARKS = ".?!"
+
 
 @dataclass(slots=True)
 class AsrStats:
@@ -69,6 +71,7 @@ class UtteranceRecognizer:
         self.decoded_until = audio_t  # audio end of the last hypothesis (none yet: the start)
         self._partial = ""
         self._committed_text = ""
+        self._held_mark = ""  # a sentence mark not yet said: see _post_commit
 
     # -- audio in -------------------------------------------------------------------------
     def begin(self, audio_t: float, pcm: np.ndarray | None = None, utterance: int = 0) -> None:
@@ -123,8 +126,8 @@ class UtteranceRecognizer:
         else:
             end = min(len(self._buffer), int(round((speech_end - self.offset + tail) * SAMPLE_RATE)))
             self._hear(self._decode(self._buffer[:max(0, end)]))
-        self._post_commit(self.agreement.commit_all())
-        text = words_text(self.agreement.committed).strip()
+        self._post_commit(self.agreement.commit_all(), final=True)
+        text = self._committed_text.strip()
         self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end,
                            utterance=self.utterance))
         self.is_open = False
@@ -160,12 +163,29 @@ class UtteranceRecognizer:
         gone = committed[: len(committed) - len(self.agreement.held())]
         return words_text(gone)[-self.config.prompt_chars:] if gone else ""
 
-    def _post_commit(self, words: list[Word]) -> None:
-        if not words:
-            return
+    def _post_commit(self, words: list[Word], *, final: bool = False) -> None:
+        """Post the newly committed words as heard text.
+
+        The sentence mark after the last committed word is held until the next words show
+        whether the sentence went on. Whisper ends a window with one where the audio stops
+        ("an oven." at a pause in a list) and may start a new sentence at a pause that a
+        later decode, hearing more, reads as one list ("four chairs. At toast" →
+        "four chairs, a toaster"). A next word in lower case (Whisper's own sign of a
+        continuation) turns the held mark into a comma; anything else, or the final, says
+        it as it was. So a list is punctuated as it would be typed.
+        """
         text = words_text(words)
         if not self._committed_text:
             text = text.lstrip()  # the utterance's first word: no leading space
+        if self._held_mark and (words or final):
+            follows = text.lstrip()[:1]
+            text = ("," if follows.islower() else self._held_mark) + text
+            self._held_mark = ""
+        if not text:
+            return
+        if not final and text[-1] in _SENTENCE_MARKS and not text.endswith(".."):  # (an
+            # ellipsis is Whisper's sign of speech trailing off: it stays)
+            self._held_mark, text = text[-1], text[:-1]
         self._committed_text += text
         self.emit(AsrCommit(t=self.clock.now(), text=text,
                             words=[[w.text.strip(), round(w.start, 3), round(w.end, 3)]

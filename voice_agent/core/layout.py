@@ -89,6 +89,21 @@ TEXT_MARKERS = Template(
 TURN_END_NOTE = "\n(The user has finished speaking.)"
 
 
+_CLOSING = ",.;:?!"
+
+
+def join_heard(pieces: Sequence[str]) -> str:
+    """Pieces of heard text as one text: one space between words, none before a piece that
+    starts with a closing mark (the recogniser may say a held comma or question mark on its
+    own, asr/utterance.py)."""
+    out = ""
+    for piece in pieces:
+        piece = piece.strip()
+        if piece:
+            out += piece if not out or piece[0] in _CLOSING else " " + piece
+    return out
+
+
 class Prompts:
     """Token ids of every block's text for one tokenizer, derived from its chat template."""
 
@@ -179,10 +194,12 @@ class Prompts:
         return self.tok.encode(text, add_special_tokens=False)
 
     def listen_ids(self, text: str, first: bool) -> list[int]:
-        """Listen text arrives in pieces; words are joined by one space. It is the user's
-        (speech, typed or network text): always plain text, never control tokens."""
-        text = text.strip() if first else (text if text[:1].isspace() else " " + text)
-        return encode_untrusted(self.tok, text.rstrip()) if text.strip() else []
+        """Listen text arrives in pieces, joined as ``join_heard`` joins them. It is the
+        user's (speech, typed or network text): always plain text, never control tokens."""
+        text = text.strip()
+        if not text:
+            return []
+        return encode_untrusted(self.tok, text if first or text[0] in _CLOSING else " " + text)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)

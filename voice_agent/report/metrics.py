@@ -59,6 +59,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from voice_agent.core.layout import join_heard
 from voice_agent.report.turns import (
     Record,
     Turn,
@@ -310,7 +311,7 @@ def _user_text(turn: Turn) -> str:
     finals = [str(e.get("text") or "").strip() for e in turn.of("asr.final")]
     if any(finals):
         return " ".join(f for f in finals if f)
-    return " ".join(str(e.get("text") or "").strip() for e in turn.of("asr.commit")).strip()
+    return join_heard([str(e.get("text") or "") for e in turn.of("asr.commit")])
 
 
 def _answer_text(turn: Turn) -> str:
