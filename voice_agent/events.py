@@ -101,8 +101,11 @@ class AsrCommit(Event):
     Posted by the ASR thread; the session sends the text to the model as listen tokens.
     """
 
-    text: str = ""  # new stable words only; commits are append-only
-    words: list = field(default_factory=list)  # [[word, start_s, end_s], ...] seconds on the audio timeline
+    # new stable words only; commits are append-only. The sentence mark after the last
+    # word waits for the next commit (a comma if the sentence went on), which then starts
+    # with it; the final says a mark still held as a commit of its own
+    text: str = ""
+    words: list = field(default_factory=list)  # [[word, start_s, end_s], ...] seconds on the audio timeline, as Whisper wrote them
     utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "asr.commit"
 
