@@ -190,3 +190,13 @@ def test_think_json_reports_question_tokens(capsys, tiny_llm):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["question_tokens"] == len(encode_untrusted(tiny_llm[1], INJECTION))
+
+
+def test_heard_pieces_join_with_one_space_and_none_before_a_held_mark(family_tok):
+    from voice_agent.core.layout import join_heard
+
+    pieces = ["I have an oven", ", a stove", "and a car", "?"]
+    assert join_heard(pieces) == "I have an oven, a stove and a car?"
+    p = Prompts(family_tok)
+    ids = [i for k, piece in enumerate(pieces) for i in p.listen_ids(piece, first=k == 0)]
+    assert p.decode(ids) == join_heard(pieces)
