@@ -19,6 +19,7 @@ _NON_WORD = re.compile(r"[^\w']+")
 # with the last committed word still counts as the same word, not a new one.
 _OVERLAP_S = 0.1
 _MAX_NGRAM = 5
+SENTENCE_MARKS = ".?!"  # what Whisper ends a sentence with (and a window, where the audio stops)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ class LocalAgreement:
     def sentence_end_before(self, t: float) -> float | None:
         """End time of the last committed word that closes a sentence and ends by ``t``."""
         for w in reversed(self.held()):
-            if w.end <= t and w.text.rstrip().endswith((".", "?", "!")):
+            if w.end <= t and w.text.rstrip().endswith(tuple(SENTENCE_MARKS)):
                 return w.end
         return None
 

@@ -14,15 +14,13 @@ from typing import Callable
 import numpy as np
 
 from voice_agent.asr.config import AsrConfig
-from voice_agent.asr.policy import LocalAgreement, Word, words_text
+from voice_agent.asr.policy import SENTENCE_MARKS, LocalAgreement, Word, words_text
 from voice_agent.asr.whisper import Hypothesis, WhisperDecoder
 from voice_agent.audio import SAMPLE_RATE
 from voice_agent.audio.sources import Clock
 from voice_agent.events import AsrCommit, AsrFinal, AsrPartial, Event
 
 logger = logging.getLogger(__name__)
-
-_SENTENCE_MARKS = ".?!"
 
 
 @dataclass(slots=True)
@@ -183,7 +181,7 @@ class UtteranceRecognizer:
             self._held_mark = ""
         if not text:
             return
-        if not final and text[-1] in _SENTENCE_MARKS and not text.endswith(".."):  # (an
+        if not final and text[-1] in SENTENCE_MARKS and not text.endswith(".."):  # (an
             # ellipsis is Whisper's sign of speech trailing off: it stays)
             self._held_mark, text = text[-1], text[:-1]
         self._committed_text += text

@@ -100,8 +100,13 @@ def join_heard(pieces: Sequence[str]) -> str:
     for piece in pieces:
         piece = piece.strip()
         if piece:
-            out += piece if not out or piece[0] in _CLOSING else " " + piece
+            out += _spaced(piece) if out else piece
     return out
+
+
+def _spaced(piece: str) -> str:
+    """A stripped, non-empty piece as it follows earlier words."""
+    return piece if piece[0] in _CLOSING else " " + piece
 
 
 class Prompts:
@@ -199,7 +204,7 @@ class Prompts:
         text = text.strip()
         if not text:
             return []
-        return encode_untrusted(self.tok, text if first or text[0] in _CLOSING else " " + text)
+        return encode_untrusted(self.tok, text if first else _spaced(text))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
