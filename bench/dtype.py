@@ -154,7 +154,7 @@ def main() -> int:
         "load_average_at_start": load_avg, "load_average_at_end": os.getloadavg(),
         "threads": args.threads, "torch": torch.__version__,
         "auto": {"precision": auto.precision, "cached": auto.cached, "ms_per_step": auto.ms_per_step,
-                 "agreement": auto.agreement, "cache": str(P.cache_path())},
+                 "agreement": auto.agreement, "cache": str(P.cache_path(P.AUTO_CACHE))},
         "compared": lowp, "forced": bool(args.lowp), "figures": figures,
         "thinking_ratio": round(low["thinking_ms"] / f32["thinking_ms"], 3)
         if low["thinking_ms"] and f32["thinking_ms"] else None,

@@ -43,6 +43,7 @@ from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, mak
 from voice_agent.core.attention import use_block_attention  # noqa: E402
 from voice_agent.core.kv import ArenaShape, BlockArena  # noqa: E402
 from voice_agent.core.layout import Layout  # noqa: E402
+from voice_agent.core.skinny import CHOICES, use_skinny_matmuls  # noqa: E402
 
 QUESTION_TOKENS = 32  # about the length of the control question
 
@@ -196,6 +197,9 @@ def main() -> int:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--skinny-matmul", choices=CHOICES, default="auto",
+                    help="the engine's LM head formula for decode rows, as the product loads it "
+                         "(core/skinny.py); 'off' times the stock nn.Linear")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     contexts = [int(c) for c in args.contexts.split(",")]
@@ -204,8 +208,10 @@ def main() -> int:
         ref = build_model(args, head_dim)
         mine = build_model(args, head_dim)
         use_block_attention(mine)
+        skinny = use_skinny_matmuls(mine, args.skinny_matmul)
         for n in contexts:
-            row = {"head_dim": head_dim, "context": n, **bench_pair(ref, mine, n, args.iters)}
+            row = {"head_dim": head_dim, "context": n, **bench_pair(ref, mine, n, args.iters),
+                   "skinny_matmul": skinny}
             for k in ("hf_batch2_ms", "async_ms", "control_ms"):
                 row[k] = round(row[k], 2)
             row["ratio"] = round(row["ratio"], 3)
@@ -219,7 +225,8 @@ def main() -> int:
             growth[hd] = {"async": round(rs[-1]["async_ms"] / rs[0]["async_ms"], 3),
                           "hf_batch2": round(rs[-1]["hf_batch2_ms"] / rs[0]["hf_batch2_ms"], 3),
                           "from_to": [rs[0]["context"], rs[-1]["context"]]}
-    setup = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "kv_heads", "vocab", "threads", "iters")}
+    setup = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "kv_heads", "vocab", "threads",
+                                           "iters", "skinny_matmul")}
     setup["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     print(json.dumps({"setup": setup, "results": results, "growth": growth}, indent=1))
     anchor = min(results, key=lambda r: (abs(r["context"] - 4096), r["head_dim"]))

@@ -37,14 +37,22 @@ class RuntimeConfig:
     # One torch thread by default on a CPU: ASR and TTS run beside the model, and OpenMP
     # spin-waiting makes multi-threaded GEMMs collapse whenever another thread holds a core.
     torch_threads: int = 1
+    # auto | off. auto: the LM head's product for a decode step's few rows uses whichever
+    # of three equal formulas this CPU runs fastest, timed once per CPU and cached
+    # (core/skinny.py: 2–3× faster on the head here); off: the stock nn.Linear.
+    skinny_matmul: str = "auto"
 
     def __post_init__(self) -> None:
         from voice_agent.core.precision import PrecisionError, normalize
+        from voice_agent.core.skinny import CHOICES
 
         try:
             normalize(self.dtype)
         except PrecisionError as e:
             raise ConfigError(str(e)) from None
+        if self.skinny_matmul not in CHOICES:
+            raise ConfigError(f"runtime.skinny_matmul must be one of {', '.join(CHOICES)}, "
+                              f"got {self.skinny_matmul!r}")
 
     def precision(self) -> str:
         """The dtype setting as a precision name: auto, fp32, bf16, int8 or fp16."""

@@ -134,7 +134,8 @@ def build_decoder(mode: str, llm: str | None, config: Config, clock: SessionCloc
 
         pair, tok, _ = load_pair(llm or "", config.runtime.device, config.runtime.torch_dtype())
         return FlyDecoder(pair, tok, config.engine, clock)
-    model, tok = load_llm_precise(llm, config.runtime.device, config.runtime.dtype)
+    model, tok = load_llm_precise(llm, config.runtime.device, config.runtime.dtype,
+                                  config.runtime.skinny_matmul)
     if mode == "async":
         return Engine(model, tok, config.engine, clock)
     return Baseline(model, tok, "think" if mode == "think" else "nothink", config.engine, clock)

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     events = _stream(driver, args.question, args.max_steps, out, system)
     summary = _summary(args.mode, driver, events, t_start)
     summary["dtype"] = precision_of(model)
+    summary["skinny_matmul"] = getattr(model.config, "voice_agent_skinny", {})
     if args.json:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
     else:

@@ -24,21 +24,18 @@ KV arena takes the activation dtype (bf16 for bf16, fp32 otherwise).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from voice_agent.cachefiles import atomic_write_text
+from voice_agent.core.cpu import cache_path, cpu_info, read_cache, write_cache
 from voice_agent.errors import VoiceAgentError
+
+AUTO_CACHE = "dtype_auto.json"
 
 PRECISIONS = ("fp32", "bf16", "int8")
 CHOICES = ("auto", *PRECISIONS)
@@ -59,52 +56,6 @@ QUANTIZE_HEAD = False     # the LM head stays bf16 under int8 (see _quantize_int
 
 class PrecisionError(VoiceAgentError):
     """A precision this device cannot run, or an unknown name."""
-
-
-# ---------------------------------------------------------------- the CPU
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    model: str
-    flags: tuple[str, ...]          # the ones that matter here, sorted
-    torch_capability: str           # what ATen dispatches to (e.g. AVX512)
-
-    @property
-    def native_bf16(self) -> bool:
-        """bf16 dot products in hardware: AVX512-BF16 or AMX-BF16."""
-        return "avx512_bf16" in self.flags or "amx_bf16" in self.flags
-
-    @property
-    def key(self) -> str:
-        return f"{self.model} [{' '.join(self.flags)}]"
-
-
-_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
-                      "amx_int8", "avx_vnni", "fma", "asimd", "bf16", "i8mm", "sve")
-
-
-@lru_cache(maxsize=1)
-def cpu_info() -> CpuInfo:
-    """The CPU model and its relevant feature flags (Linux /proc/cpuinfo; elsewhere the
-    platform string and torch's own dispatch level)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, val = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
-                model = val.strip()
-            elif key in ("flags", "Features"):
-                flags |= set(val.split())
-    except OSError:
-        pass
-    try:
-        cap = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # very old or unusual builds
-        cap = "unknown"
-    return CpuInfo(model=model or "unknown", flags=tuple(sorted(f for f in flags if f in _FLAGS_OF_INTEREST)),
-                   torch_capability=cap)
 
 
 # ---------------------------------------------------------------- names
@@ -227,12 +178,6 @@ def precision_of(model: torch.nn.Module) -> str:
 # ---------------------------------------------------------------- auto
 
 
-def cache_path() -> Path:
-    """Where auto's measurements are kept: $VOICE_AGENT_CACHE or ~/.cache/voice_agent."""
-    root = os.environ.get("VOICE_AGENT_CACHE") or Path.home() / ".cache" / "voice_agent"
-    return Path(root) / "dtype_auto.json"
-
-
 @dataclass
 class AutoChoice:
     precision: str
@@ -272,13 +217,13 @@ def choose_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]], devic
     threads = torch.get_num_threads()
     if str(device).startswith("cuda"):
         return AutoChoice("bf16", "cuda", model_name, threads, {}, {}, time.time())
-    key, path = auto_key(model_name, threads), cache_path()
-    table = _read_cache(path)
+    key, path = auto_key(model_name, threads), cache_path(AUTO_CACHE)
+    table = read_cache(path)
     if not refresh and key in table:
         return AutoChoice(**{**table[key], "cached": True})
     choice = measure_auto(model_name, load_fp32, candidates(device))
     table[key] = asdict(choice)
-    _write_cache(path, table)
+    write_cache(path, table)
     return choice
 
 
@@ -362,33 +307,22 @@ def teacher_forced_agreement(model: torch.nn.Module, tok: Any, prompts: Sequence
     return same / total if total else 1.0
 
 
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}  # no cache or a damaged one: measure again
-
-
-def _write_cache(path: Path, table: dict[str, Any]) -> None:
-    try:
-        atomic_write_text(path, json.dumps(table, indent=1))
-    except OSError:
-        pass  # a read-only home: auto measures again next time, nothing else is lost
-
-
 # ---------------------------------------------------------------- loading
 
 
 def load_llm_precise(name: str | None, device: str = "cpu", dtype: str | None = "fp32",
-                     ) -> tuple[Any, Any]:
+                     skinny_matmul: str = "auto") -> tuple[Any, Any]:
     """Load the LLM (through the project's model resolution) in the asked precision.
 
     ``dtype`` is one of ``CHOICES`` or an alias (float32, bfloat16, float16). ``auto``
     resolves through ``choose_auto``: the first run on a CPU model measures (seconds),
     later runs read the cache. The chosen precision is kept on
     ``model.config.voice_agent_precision`` (and ``voice_agent_auto`` for auto's figures).
+    ``skinny_matmul`` ("auto" or "off") is ``runtime.skinny_matmul`` (core/skinny.py); the
+    swapped layers are listed on ``model.config.voice_agent_skinny``.
     """
+    from voice_agent.core.skinny import use_skinny_matmuls
+
     from voice_agent.models import load_llm
 
     prec = normalize(dtype)
@@ -407,6 +341,7 @@ def load_llm_precise(name: str | None, device: str = "cpu", dtype: str | None = 
     model, tok = load_llm(name, device, load_dtype)
     apply_precision(model, prec)
     model.config.voice_agent_precision = prec
+    model.config.voice_agent_skinny = use_skinny_matmuls(model, skinny_matmul)
     if auto is not None:
         model.config.voice_agent_auto = asdict(auto)
     return model, tok

@@ -90,7 +90,8 @@ def run_eval(opts: EvalOptions, progress: Any = None) -> tuple[list[dict], dict[
     opts.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     torch.set_num_threads(opts.threads)
-    model, tok = load_llm_precise(opts.llm, opts.device, base.runtime.dtype)
+    model, tok = load_llm_precise(opts.llm, opts.device, base.runtime.dtype,
+                                  base.runtime.skinny_matmul)
     tts = PiperTts(base.tts)
     synth = piper_synthesizer(tts)
     for _ in tts.synthesize("Okay."):  # warm the voice before anything is timed

@@ -54,7 +54,8 @@ class ModelHost:
                            "tts": resolve_model("tts", self.tts_config.voice).to_dict()}
         torch.set_num_threads(config.runtime.torch_threads)
         self.llm, self.tokenizer = load_llm_precise(models.llm, config.runtime.device,
-                                                    config.runtime.dtype)
+                                                    config.runtime.dtype,
+                                                    config.runtime.skinny_matmul)
         self.llm_name = getattr(self.llm.config, "voice_agent_name", models.llm or "default")
         self.whisper = load_whisper(asr_cfg.model, asr_cfg.cpu_threads)
         self.tts = PiperTts(self.tts_config)
