@@ -14,7 +14,7 @@ from voice_agent.core.attention import forward_step, make_plan
 from voice_agent.core.skinny import FORMULAS, MAX_ROWS, SkinnyLinear, use_skinny_matmuls
 
 # Every formula for every row count, and the plan this CPU measured for SmolLM2's head.
-PLANS = [(f,) * MAX_ROWS for f in FORMULAS] + [("weight_t", "mm_t", "mm_t", "mm_t")]
+PLANS = [(f,) * MAX_ROWS for f in FORMULAS] + [("weight_t", "mm_t")]
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
@@ -87,19 +87,19 @@ def test_a_tied_head_stays_tied_and_the_plan_is_cached(tmp_path, monkeypatch):
     tied = model.get_output_embeddings().weight is embed
     calls = []
 
-    def counted(weight, repeats=skinny.REPEATS):
-        calls.append(tuple(weight.shape))
-        return ("weight_t", "mm_t", "linear", "linear")  # a plan that swaps, whatever is fastest
+    def counted(weights, repeats=skinny.REPEATS):
+        calls.append([tuple(w.shape) for w in weights])
+        return {skinny.group_of(w): ("weight_t", "mm_t") for w in weights}  # swaps, whatever is fastest
 
-    monkeypatch.setattr(skinny, "measure_plan", counted)
+    monkeypatch.setattr(skinny, "measure_plans", counted)
     swapped = use_skinny_matmuls(model, "auto", min_bytes=embed.numel() * embed.element_size())
-    assert swapped == {"lm_head": ("weight_t", "mm_t", "linear", "linear")}
+    assert swapped == {"lm_head": ("weight_t", "mm_t")}
     assert isinstance(model.lm_head, SkinnyLinear)
     assert (model.get_output_embeddings().weight is embed) == tied
     assert (tmp_path / "skinny_matmul.json").exists() and len(calls) == 1
 
     again, _ = load_llm("tiny", "cpu", torch.float32)
-    monkeypatch.setattr(skinny, "measure_plan", lambda *a, **k: pytest.fail("measured twice"))
+    monkeypatch.setattr(skinny, "measure_plans", lambda *a, **k: pytest.fail("measured twice"))
     assert use_skinny_matmuls(again, "auto", min_bytes=embed.numel() * embed.element_size()) == swapped
     assert use_skinny_matmuls(load_llm("tiny", "cpu", torch.float32)[0], "off", min_bytes=0) == {}
 
@@ -110,12 +110,22 @@ def test_measuring_never_picks_a_formula_that_disagrees(monkeypatch):
         return y + 1.0 if formula != "linear" else y  # fast but wrong
 
     monkeypatch.setattr(skinny, "product", broken)
-    assert skinny.measure_plan(torch.randn(64, 32), repeats=1) == ("linear",) * MAX_ROWS
+    w = torch.randn(64, 32)
+    assert skinny.measure_plans([w], repeats=1) == {skinny.group_of(w): ("linear",) * MAX_ROWS}
 
 
-def test_a_measured_plan_on_a_real_weight_is_one_of_the_formulas():
-    plan = skinny.measure_plan(torch.randn(4096, 256), repeats=1)
-    assert len(plan) == MAX_ROWS and set(plan) <= set(FORMULAS)
+def test_measured_plans_cover_every_group_with_known_formulas():
+    weights = [torch.randn(4096, 256), torch.randn(256, 1024), torch.randn(4096, 256)]
+    plans = skinny.measure_plans(weights, repeats=1)
+    assert set(plans) == {(4096, 256, torch.float32), (256, 1024, torch.float32)}
+    assert all(len(p) == MAX_ROWS and set(p) <= set(FORMULAS) for p in plans.values())
+
+
+def test_a_copy_must_buy_its_margin():
+    fast_copy = {"linear": 1.0, "mm_t": 0.95, "weight_t": 0.9}
+    assert skinny._fastest(fast_copy, list(FORMULAS)) == "mm_t"  # 0.9 is not 10% under 0.95
+    assert skinny._fastest({**fast_copy, "weight_t": 0.5}, list(FORMULAS)) == "weight_t"
+    assert skinny._fastest({**fast_copy, "weight_t": 0.5}, ["linear", "mm_t"]) == "mm_t"
 
 
 def test_bad_settings_are_one_clear_error():
@@ -127,7 +137,7 @@ def test_bad_settings_are_one_clear_error():
 
 def test_forward_step_logits_through_a_swapped_head_are_fp32_rows():
     _, mine = build("qwen3", 4, 2, 64)
-    _swap_head(mine, ("weight_t", "mm_t", "mm_t", "mm_t"))
+    _swap_head(mine, ("weight_t", "mm_t"))
     arena, cache, rope = _two_stream_setup(mine)
     plan = make_plan(arena, [THINKER, WRITER], 1, rope)
     with torch.no_grad():

@@ -37,9 +37,10 @@ class RuntimeConfig:
     # One torch thread by default on a CPU: ASR and TTS run beside the model, and OpenMP
     # spin-waiting makes multi-threaded GEMMs collapse whenever another thread holds a core.
     torch_threads: int = 1
-    # auto | off. auto: the LM head's product for a decode step's few rows uses whichever
-    # of three equal formulas this CPU runs fastest, timed once per CPU and cached
-    # (core/skinny.py: 2–3× faster on the head here); off: the stock nn.Linear.
+    # auto | off. auto: each linear layer's product for a decode step's one or two rows
+    # uses whichever of three equal formulas this CPU runs fastest, timed once per CPU and
+    # cached (core/skinny.py: a 2-row step 0.6×, a 1-row step 0.8× here; transposed
+    # copies of some weights cost memory); off: the stock nn.Linear.
     skinny_matmul: str = "auto"
 
     def __post_init__(self) -> None:
