@@ -10,11 +10,11 @@ live at a few hundred to a thousand tokens):
   arena whose writer view holds N tokens (the thinker's view is the same minus the
   writer's own blocks), plan building included;
 - ``control_ms``: one control question (its prefill over the control view);
-- the engine's model loads its LM head as the product does (``--skinny-matmul auto``,
-  core/skinny.py: the formula this CPU runs fastest for a step's few rows). Then a third
-  step joins the rotation, stock transformers with that same head, and
-  ``ratio_same_head`` compares the async step with it: the view attention and the arena
-  alone, the head's formula out of the comparison;
+- the engine's model loads its linear layers as the product does (``--skinny-matmul
+  auto``, core/skinny.py: the formula this CPU runs fastest for a step's one or two
+  rows). Then a third step joins the rotation, stock transformers with those same layers,
+  and ``ratio_same_linears`` compares the async step with it: the view attention and the
+  arena alone, the products' formulas out of the comparison;
 - memory: the arena's bytes vs a DynamicCache holding the same tokens (batch 1) and the
   batch-2 cache the HF step needs.
 
@@ -36,6 +36,7 @@ import json
 import os
 import statistics
 import sys
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -141,11 +142,11 @@ def setup_arena(model, n: int, iters: int):
     return arena, ArenaCache(arena), RopeTables(model)
 
 
-def bench_pair(ref, model, n: int, iters: int, ref_same_head=None) -> dict[str, float]:
+def bench_pair(ref, model, n: int, iters: int, ref_same_linears=None) -> dict[str, float]:
     """The HF batch-2 step of ``ref`` and the async step of ``model`` at context ``n``,
-    timed in rotation; the control question and the op counts apart. ``ref_same_head``
-    (stock transformers with the LM head ``model`` has) joins the rotation, for the ratio
-    with the head's formula out of the comparison (``ratio_same_head``)."""
+    timed in rotation; the control question and the op counts apart. ``ref_same_linears``
+    (stock transformers with the linear layers ``model`` has) joins the rotation, for the
+    ratio with the products' formulas out of the comparison (``ratio_same_linears``)."""
     layout = Layout()
     hf_step, hf_cache = hf_batch2_step(ref, n)
     arena, cache, rope = setup_arena(model, n, iters)
@@ -162,15 +163,15 @@ def bench_pair(ref, model, n: int, iters: int, ref_same_head=None) -> dict[str, 
         arena.clear("question")
 
     steps = {"hf": hf_step, "async": step}
-    if ref_same_head is not None:
-        steps["hf_same_head"] = hf_batch2_step(ref_same_head, n)[0]
+    if ref_same_linears is not None:
+        steps["hf_same_linears"] = hf_batch2_step(ref_same_linears, n)[0]
     ms = time_rotation(steps, iters)
     pair = [a / h for a, h in zip(ms["async"], ms["hf"])]
-    same_head = {}
-    if ref_same_head is not None:
-        same_head = {"hf_batch2_same_head_ms": statistics.median(ms["hf_same_head"]),
-                     "ratio_same_head": statistics.median(
-                         [a / h for a, h in zip(ms["async"], ms["hf_same_head"])])}
+    same_linears = {}
+    if ref_same_linears is not None:
+        same_linears = {"hf_batch2_same_linears_ms": statistics.median(ms["hf_same_linears"]),
+                     "ratio_same_linears": statistics.median(
+                         [a / h for a, h in zip(ms["async"], ms["hf_same_linears"])])}
     same_tokens = 2 * model.config.num_hidden_layers * model.config.num_key_value_heads * n \
         * model.config.head_dim * arena.kv.element_size()
     return {"hf_batch2_ms": statistics.median(ms["hf"]), "async_ms": statistics.median(ms["async"]),
@@ -180,7 +181,7 @@ def bench_pair(ref, model, n: int, iters: int, ref_same_head=None) -> dict[str, 
             "hf_batch2_ops": op_count(hf_step), "async_ops": op_count(step),
             "arena_bytes": arena.nbytes(), "dynamic_cache_same_tokens_bytes": same_tokens,
             "hf_batch2_cache_bytes": cache_bytes(hf_cache),
-            "profile": profile_step(model, n) if n == 4096 else None, **same_head}
+            "profile": profile_step(model, n) if n == 4096 else None, **same_linears}
 
 
 def profile_step(model, n: int) -> list[dict]:
@@ -224,17 +225,18 @@ def main() -> int:
         mine = build_model(args, head_dim)
         use_block_attention(mine)
         skinny = use_skinny_matmuls(mine, args.skinny_matmul)
-        ref_same_head = None
+        ref_same_linears = None
         if skinny:
-            ref_same_head = build_model(args, head_dim)
-            use_skinny_matmuls(ref_same_head, args.skinny_matmul)
+            ref_same_linears = build_model(args, head_dim)
+            use_skinny_matmuls(ref_same_linears, args.skinny_matmul)
         for n in contexts:
             row = {"head_dim": head_dim, "context": n,
-                   **bench_pair(ref, mine, n, args.iters, ref_same_head), "skinny_matmul": skinny}
-            for k in ("hf_batch2_ms", "async_ms", "control_ms", "hf_batch2_same_head_ms"):
+                   **bench_pair(ref, mine, n, args.iters, ref_same_linears),
+                   "skinny_matmul": dict(Counter(",".join(p) for p in skinny.values()))}
+            for k in ("hf_batch2_ms", "async_ms", "control_ms", "hf_batch2_same_linears_ms"):
                 if k in row:
                     row[k] = round(row[k], 2)
-            for k in ("ratio", "ratio_same_head"):
+            for k in ("ratio", "ratio_same_linears"):
                 if k in row:
                     row[k] = round(row[k], 3)
             row["arena_vs_same_tokens"] = round(row["arena_bytes"] / row["dynamic_cache_same_tokens_bytes"], 3)

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from voice_agent.core.cpu import cache_path, cpu_info, read_cache, write_cache
+from voice_agent.core.skinny import use_skinny_matmuls
 from voice_agent.errors import VoiceAgentError
 
 AUTO_CACHE = "dtype_auto.json"
@@ -50,7 +51,7 @@ AUTO_PROMPTS = ("What is the capital of France, and why is it famous?",
                 "I have two apples and buy three more. How many apples do I have now?",
                 "How long should I boil an egg for a soft yolk?",
                 "When does the next train to the airport leave?")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: candidates timed with the skinny products they run with
 QUANTIZE_HEAD = False     # the LM head stays bf16 under int8 (see _quantize_int8)
 
 
@@ -190,8 +191,9 @@ class AutoChoice:
     cached: bool = False
 
 
-def auto_key(model_name: str, threads: int) -> str:
-    raw = f"v{CACHE_VERSION}|{cpu_info().key}|{torch.__version__}|{model_name}|threads={threads}"
+def auto_key(model_name: str, threads: int, skinny_matmul: str = "auto") -> str:
+    raw = (f"v{CACHE_VERSION}|{cpu_info().key}|{torch.__version__}|{model_name}|threads={threads}"
+           f"|skinny={skinny_matmul}")
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -208,27 +210,28 @@ def candidates(device: str) -> list[str]:
 
 
 def choose_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]], device: str = "cpu",
-                *, refresh: bool = False) -> AutoChoice:
+                *, refresh: bool = False, skinny_matmul: str = "auto") -> AutoChoice:
     """The precision auto picks for ``model_name`` here, from the cache or measured now.
 
     ``load_fp32`` returns a fresh (model, tokenizer) in fp32; it is called once per
-    candidate, since conversion is in place.
+    candidate, since conversion is in place. Each candidate is timed with the skinny
+    products it will run with (``skinny_matmul``, core/skinny.py).
     """
     threads = torch.get_num_threads()
     if str(device).startswith("cuda"):
         return AutoChoice("bf16", "cuda", model_name, threads, {}, {}, time.time())
-    key, path = auto_key(model_name, threads), cache_path(AUTO_CACHE)
+    key, path = auto_key(model_name, threads, skinny_matmul), cache_path(AUTO_CACHE)
     table = read_cache(path)
     if not refresh and key in table:
         return AutoChoice(**{**table[key], "cached": True})
-    choice = measure_auto(model_name, load_fp32, candidates(device))
+    choice = measure_auto(model_name, load_fp32, candidates(device), skinny_matmul)
     table[key] = asdict(choice)
     write_cache(path, table)
     return choice
 
 
 def measure_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]],
-                 cands: Sequence[str]) -> AutoChoice:
+                 cands: Sequence[str], skinny_matmul: str = "auto") -> AutoChoice:
     """fp32 writes the reference greedy tokens; every candidate is timed on a few decode
     steps and scored by teacher-forced agreement with them; the fastest that agrees wins."""
     ref: list[list[int]] | None = None
@@ -237,6 +240,7 @@ def measure_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]],
     for prec in cands:
         model, tok = load_fp32()
         apply_precision(model, prec)
+        use_skinny_matmuls(model, skinny_matmul)
         if ref is None:  # fp32 comes first: it is the reference
             prompts = [chat_prompt(tok, q) for q in AUTO_PROMPTS]
             ref, _ = greedy_run(model, tok, prompts, AUTO_STEPS)
@@ -321,7 +325,6 @@ def load_llm_precise(name: str | None, device: str = "cpu", dtype: str | None = 
     ``skinny_matmul`` ("auto" or "off") is ``runtime.skinny_matmul`` (core/skinny.py); the
     swapped layers are listed on ``model.config.voice_agent_skinny``.
     """
-    from voice_agent.core.skinny import use_skinny_matmuls
 
     from voice_agent.models import load_llm
 
@@ -334,7 +337,7 @@ def load_llm_precise(name: str | None, device: str = "cpu", dtype: str | None = 
         probe, _ = load_fp32()
         label = getattr(probe.config, "voice_agent_name", None) or str(name)
         del probe
-        auto = choose_auto(label, load_fp32, device)
+        auto = choose_auto(label, load_fp32, device, skinny_matmul=skinny_matmul)
         prec = auto.precision
     check_runnable(prec, device)
     load_dtype = torch.float32 if prec in ("fp32", "int8") else torch_dtype(prec)
