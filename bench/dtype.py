@@ -79,14 +79,15 @@ def agreement(model, seqs: list[tuple]) -> dict[str, float]:
     return {"agree": round(same / total, 4) if total else None, "tokens": total}
 
 
-def session_latency(prec: str, llm: str, n: int) -> list[float]:
+def session_latency(prec: str, llm: str, n: int, skinny_matmul: str) -> list[float]:
     from voice_agent.asr.whisper import load_whisper
     from voice_agent.audio.sources import WavSource
     from voice_agent.config import load_config
     from voice_agent.runner import Models, build_decoder, run_session, voice_engine_defaults
     from voice_agent.tts.piper_tts import PiperTts
 
-    config = load_config(runtime={"dtype": prec, "torch_threads": torch.get_num_threads()},
+    config = load_config(runtime={"dtype": prec, "torch_threads": torch.get_num_threads(),
+                                  "skinny_matmul": skinny_matmul},
                          session={"mode": "async"}, engine=voice_engine_defaults(llm))
     decoder = build_decoder("async", llm, config, SessionClock())
     whisper, tts = load_whisper(config.asr.model, config.asr.cpu_threads), PiperTts(config.tts)
@@ -113,15 +114,18 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=2, help="sample sessions per precision (0: skip)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lowp", choices=("bf16", "int8"), help="compare this instead of auto's pick")
+    ap.add_argument("--skinny-matmul", choices=("auto", "off"), default="auto",
+                    help="runtime.skinny_matmul for both precisions (core/skinny.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cpu = P.cpu_info()
     load_avg = os.getloadavg()
     from voice_agent.models import load_llm
 
-    auto = P.choose_auto(args.llm, lambda: load_llm(args.llm))
+    auto = P.choose_auto(args.llm, lambda: load_llm(args.llm), skinny_matmul=args.skinny_matmul)
     lowp = args.lowp or auto.precision
-    models = {p: P.load_llm_precise(args.llm, "cpu", p) for p in dict.fromkeys(["fp32", lowp])}
+    models = {p: P.load_llm_precise(args.llm, "cpu", p, args.skinny_matmul)
+              for p in dict.fromkeys(["fp32", lowp])}
     qs = questions(args.questions)
     steps: dict[str, dict[str, list[float]]] = {p: {} for p in models}
     seqs = None
@@ -136,7 +140,8 @@ def main() -> int:
     ref_model, ref_tok = models["fp32"]
     _, seqs = engine_steps(ref_model, ref_tok, questions(10_000))
     agree = {p: agreement(m, seqs) for p, (m, _) in models.items()}
-    sessions = {p: session_latency(p, args.llm, args.samples) for p in models} if args.samples else {}
+    sessions = {p: session_latency(p, args.llm, args.samples, args.skinny_matmul)
+                for p in models} if args.samples else {}
     figures = {p: {"thinking_ms": med(steps[p]["thinking"]),
                    "thinking_writing_ms": med(steps[p]["thinking_and_writing"]),
                    "thinking_ms_iqr": _iqr(steps[p]["thinking"]),
@@ -152,7 +157,7 @@ def main() -> int:
         "cpu": {"model": cpu.model, "flags": cpu.flags, "torch_capability": cpu.torch_capability,
                 "native_bf16": cpu.native_bf16, "int8_kind": P.int8_kind()},
         "load_average_at_start": load_avg, "load_average_at_end": os.getloadavg(),
-        "threads": args.threads, "torch": torch.__version__,
+        "threads": args.threads, "torch": torch.__version__, "skinny_matmul": args.skinny_matmul,
         "auto": {"precision": auto.precision, "cached": auto.cached, "ms_per_step": auto.ms_per_step,
                  "agreement": auto.agreement, "cache": str(P.cache_path(P.AUTO_CACHE))},
         "compared": lowp, "forced": bool(args.lowp), "figures": figures,

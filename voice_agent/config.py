@@ -39,7 +39,7 @@ class RuntimeConfig:
     torch_threads: int = 1
     # auto | off. auto: each linear layer's product for a decode step's one or two rows
     # uses whichever of three equal formulas this CPU runs fastest, timed once per CPU and
-    # cached (core/skinny.py: a 2-row step 0.6×, a 1-row step 0.8× here; transposed
+    # cached (core/skinny.py: a 2-row step 0.64×, a 1-row step 0.8× here; transposed
     # copies of some weights cost memory); off: the stock nn.Linear.
     skinny_matmul: str = "auto"
 

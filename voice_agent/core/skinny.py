@@ -53,6 +53,8 @@ class SkinnyLinear(torch.nn.Module):
     """``nn.Linear`` whose product for 1…``MAX_ROWS`` rows uses the formula ``plan`` names.
 
     Holds the original weight parameter, so a tied LM head stays tied to the embedding.
+    The transposed copy (``weight_t``) is made once, here: swap after the weights are final
+    (``load_llm_precise`` does it last, after the adapter merge and the precision).
     """
 
     def __init__(self, linear: torch.nn.Linear, plan: Sequence[str]) -> None:
