@@ -1,13 +1,12 @@
-"""The LM head's decode-row formulas (core/skinny.py): equal to nn.Linear, exact against
+"""Decode-row formulas of the linear layers (core/skinny.py): equal to nn.Linear, exact against
 plain transformers through the view attention, measured once and cached."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import DynamicCache
 
-from test_core_attention import THINKER, WRITER, _two_stream_setup, build, ids_of, new_arena, write
+from test_core_attention import THINKER, WRITER, _two_stream_setup, assert_thinking_equals_hf, build
 from voice_agent.config import ConfigError, RuntimeConfig
 from voice_agent.core import skinny
 from voice_agent.core.attention import forward_step, make_plan
@@ -41,25 +40,7 @@ def _swap_head(model, plan):
 def test_thinking_with_a_swapped_head_equals_hf_greedy(plan):
     ref, mine = build("qwen3", 4, 2, 64)
     _swap_head(mine, plan)
-    prompt, opener = ids_of(9, 1), ids_of(4, 3)
-    arena, cache, rope = new_arena(mine, {"prompt": 16, "think_open": 8, "thoughts": 32})
-    write(mine, arena, cache, rope, ("prompt",), prompt)
-    logits = write(mine, arena, cache, rope, ("prompt", "think_open"), opener)
-    ours, our_logits = [], []
-    for _ in range(12):
-        ours.append(int(logits.argmax()))
-        our_logits.append(logits)
-        logits = write(mine, arena, cache, rope, ("prompt", "think_open", "thoughts"), [ours[-1]])
-    hf, hf_logits, dc = [], [], DynamicCache(config=ref.config)
-    x = torch.tensor([prompt + opener])
-    with torch.no_grad():
-        for _ in range(12):
-            lg = ref(input_ids=x, cache=dc, use_cache=True).logits[0, -1]
-            hf.append(int(lg.argmax()))
-            hf_logits.append(lg)
-            x = torch.tensor([[hf[-1]]])
-    assert ours == hf
-    assert torch.stack(our_logits).sub(torch.stack(hf_logits)).abs().max() < 1e-4
+    assert_thinking_equals_hf(ref, mine)
 
 
 @pytest.mark.parametrize("plan", PLANS[1:], ids="-".join)
