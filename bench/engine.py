@@ -214,8 +214,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--skinny-matmul", choices=CHOICES, default="auto",
-                    help="the engine's LM head formula for decode rows, as the product loads it "
-                         "(core/skinny.py); 'off' times the stock nn.Linear")
+                    help="the engine's linear layers as the product loads them (core/skinny.py: "
+                         "the fastest formula per decode row count); 'off': stock nn.Linear")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     contexts = [int(c) for c in args.contexts.split(",")]

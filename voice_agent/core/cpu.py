@@ -1,5 +1,5 @@
 """What a CPU is, and measurements made on it once and kept: ``--dtype auto``'s precision
-(core/precision.py) and the LM head's formulas (core/skinny.py) are timed on the machine,
+(core/precision.py) and the linear layers' formulas (core/skinny.py) are timed on the machine,
 never assumed, and cached per CPU model and flags in one folder."""
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ class CpuInfo:
     def key(self) -> str:
         return f"{self.model} [{' '.join(self.flags)}]"
 
+
 _FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
                       "amx_int8", "avx_vnni", "fma", "asimd", "bf16", "i8mm", "sve")
+
 
 @lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
@@ -57,11 +59,13 @@ def cpu_info() -> CpuInfo:
     return CpuInfo(model=model or "unknown", flags=tuple(sorted(f for f in flags if f in _FLAGS_OF_INTEREST)),
                    torch_capability=cap)
 
+
 def cache_path(name: str) -> Path:
     """Where measurements made once per CPU are kept ($VOICE_AGENT_CACHE or
     ~/.cache/voice_agent): auto's precision, and core/skinny.py's plans."""
     root = os.environ.get("VOICE_AGENT_CACHE") or Path.home() / ".cache" / "voice_agent"
     return Path(root) / name
+
 
 def read_cache(path: Path) -> dict[str, Any]:
     try:
@@ -69,6 +73,7 @@ def read_cache(path: Path) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}  # no cache or a damaged one: measure again
+
 
 def write_cache(path: Path, table: dict[str, Any]) -> None:
     try:
