@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from voice_agent.core import precision as P  # noqa: E402
 from voice_agent.core.decode import EngineConfig  # noqa: E402
 from voice_agent.core.engine import Engine  # noqa: E402
+from voice_agent.core.skinny import CHOICES as SKINNY_CHOICES  # noqa: E402
 from voice_agent.events import LlmStep  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 
@@ -114,7 +115,7 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=2, help="sample sessions per precision (0: skip)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lowp", choices=("bf16", "int8"), help="compare this instead of auto's pick")
-    ap.add_argument("--skinny-matmul", choices=("auto", "off"), default="auto",
+    ap.add_argument("--skinny-matmul", choices=SKINNY_CHOICES, default="auto",
                     help="runtime.skinny_matmul for both precisions (core/skinny.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
