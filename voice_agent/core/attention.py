@@ -252,8 +252,9 @@ def _store_new_kv(module: torch.nn.Module, key: torch.Tensor, value: torch.Tenso
     # One scatter for the K and V of every row (the plan holds the arena columns) instead
     # of two copies per row: at short contexts a step is bound by its number of ops.
     B, kvh, T, D = key.shape
-    if value.dtype != key.dtype:
-        value = value.to(key.dtype)
+    store = plan.arena.kv.dtype  # fp32 on a CPU under bf16 weights (core/kv.arena_dtype)
+    if key.dtype != store or value.dtype != store:
+        key, value = key.to(store), value.to(store)
     kv = torch.cat((key, value), 1).transpose(0, 1).reshape(2 * kvh, B * T, D)  # a view at T=1
     plan.arena.layer_kv[module.layer_idx].index_copy_(1, plan.write_idx, kv)
 
@@ -282,8 +283,9 @@ def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     cos, sin = plan.query_rotation(scaling)
     qp = query.view(B, kvh, g, T, D).transpose(0, 1).unsqueeze(0)      # (1, kvh, B, g, T, D)
     q_all = rotate_queries(qp, cos, sin)                                # (nb, kvh, B, g, T, D)
-    if q_all.dtype != key.dtype:  # rotated in fp32 (the tables), scored in the arena's dtype
-        q_all = q_all.to(key.dtype)
+    store = plan.arena.kv.dtype
+    if q_all.dtype != store:  # rotated in fp32 (the tables), scored in the arena's dtype
+        q_all = q_all.to(store)
     q_all = q_all.reshape(nb, kvh, B * g * T, D).unbind(0)
     scores = torch.cat([torch.bmm(q, k[layer]) for q, k in zip(q_all, plan.block_keys)],
                        dim=-1)                                          # (kvh, B*g*T, S)
@@ -291,14 +293,14 @@ def block_view_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     if plan.mask is not None:
         scores = scores.view(kvh, B, g, T, S) + plan.mask[0]
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-    if probs.dtype != value.dtype:
-        probs = probs.to(value.dtype)
+    if probs.dtype != store:
+        probs = probs.to(store)
     parts = probs.view(kvh, B * g * T, S).split([c1 - c0 for c0, c1 in plan.cols], dim=2)
     out = torch.bmm(parts[0], plan.block_values[0][layer])
     for p, v in zip(parts[1:], plan.block_values[1:]):
         out = torch.baddbmm(out, p, v[layer])                           # (kvh, B*g*T, D)
     out = out.view(kvh, B, g, T, D).permute(1, 3, 0, 2, 4).reshape(B, T, H, D)
-    return out, None
+    return out if out.dtype == query.dtype else out.to(query.dtype), None
 
 
 def block_view_attention_eager(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
@@ -318,7 +320,7 @@ def block_view_attention_eager(module: torch.nn.Module, query: torch.Tensor, key
     outs = []
     for r, view in enumerate(plan.views):
         cos, sin = rope([plan.offsets[r][view[-1]]])              # block-local -> view position
-        q = _rotate(query[r], cos, sin)                           # (H, T, D)
+        q = _rotate(query[r], cos, sin).to(arena.kv.dtype)        # (H, T, D)
         ks, vs, kpos = [], [], []
         for b in view:
             n, o = arena.length[b], plan.offsets[r][b]
@@ -334,7 +336,7 @@ def block_view_attention_eager(module: torch.nn.Module, query: torch.Tensor, key
         visible = torch.cat(kpos)[None, :] <= plan.view_pos[r][:, None]  # (T, S)
         s = s.masked_fill(~visible, -math.inf)
         outs.append(torch.matmul(torch.softmax(s, -1).to(v.dtype), v).transpose(0, 1))  # (T, H, D)
-    return torch.stack(outs), None
+    return torch.stack(outs).to(query.dtype), None
 
 
 def _plain_causal(module, query, key, value, scaling):

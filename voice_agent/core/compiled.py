@@ -78,14 +78,14 @@ class DecodePlan:
         B, H, T, D = query.shape
         kvh = key.shape[1]
         g = H // kvh
-        k_new = key  # the stock RoPE ran at block-local positions, as in the eager step
-        v_new = value.to(k_new.dtype)
+        store = self.kv.dtype  # fp32 on a CPU under bf16 weights (core/kv.arena_dtype)
+        k_new = key.to(store)  # the stock RoPE ran at block-local positions, as in the eager step
+        v_new = value.to(store)
         self.new_kv.append((k_new, v_new))
         qp = query.view(B, kvh, g, T, D).transpose(0, 1)                 # (kvh, B, g, 1, D)
         cos, sin = scaled_rotation(self.q_cos, self.q_sin, scaling)
         q_all = rotate_queries(qp.unsqueeze(0), cos, sin)               # (nb, kvh, B, g, 1, D)
-        if q_all.dtype != key.dtype:
-            q_all = q_all.to(key.dtype)
+        q_all = q_all.to(store)
         q_all = q_all.reshape(len(self.spans), kvh, B * g * T, D)
         k_layer, v_layer = self.kv.unbind(0)                             # (kvh, capacity, D)
         parts = [torch.bmm(q_all[i], k_layer.narrow(1, s0, n).transpose(1, 2))
@@ -98,7 +98,7 @@ class DecodePlan:
         scores = torch.cat(parts, dim=-1)                                # (kvh, B*g, S + B)
         S = scores.shape[-1]
         scores = scores.view(kvh, B, g, S) + self.mask
-        probs = torch.softmax(scores.float(), dim=-1).to(value.dtype).view(kvh, B * g * T, S)
+        probs = torch.softmax(scores.float(), dim=-1).to(store).view(kvh, B * g * T, S)
         out, c = None, 0
         for s0, n in self.spans:
             p, v = probs.narrow(2, c, n), v_layer.narrow(1, s0, n)
@@ -108,7 +108,7 @@ class DecodePlan:
         for j in range(B):
             out = torch.baddbmm(out, probs.narrow(2, c + j, 1), v_rows[:, j])
         out = out.view(kvh, B, g, T, D).permute(1, 3, 0, 2, 4).reshape(B, T, H, D)
-        return out, None
+        return out.to(query.dtype), None
 
 
 def _step_inputs(model: torch.nn.Module, ids: torch.Tensor, pos: torch.Tensor,

@@ -21,7 +21,7 @@ from voice_agent.core.attention_lse import use_view_attention
 from voice_agent.core.compiled import CompileError, CompiledDecode, wanted
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
-from voice_agent.core.kv import ArenaShape, BlockArena
+from voice_agent.core.kv import ArenaShape, BlockArena, arena_dtype
 from voice_agent.core.layout import Layout, Prompts, Template
 from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
 from voice_agent.errors import VoiceAgentError
@@ -69,7 +69,8 @@ class Engine(DecoderBase):
         p = next(model.parameters())
         self.device = p.device
         self.arena = BlockArena(self.config.capacity, ArenaShape(
-            cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim), dtype=p.dtype, device=p.device)
+            cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim),
+            dtype=arena_dtype(p.dtype, p.device), device=p.device)
         self.cache = ArenaCache(self.arena)
         self.rope = RopeTables(model)
         self.compiled = None  # decode steps as one compiled graph (core/compiled.py)
