@@ -17,6 +17,7 @@ setting it reports, over all clips:
   waits for the limit).
 
     python bench/turns.py [--settings model hangover] [--clips NAME ...] [--sim]
+                          [--set asr.KEY=VALUE ...]
 
 ``--sim`` replays on a ``SimClock`` with the recogniser inline: compute takes no
 simulated time, so the latency is the policy's own floor (what it decides from the audio
@@ -40,12 +41,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from voice_agent.asr import ListenConfig, Listener, load_whisper  # noqa: E402
+from voice_agent.asr import AsrConfig, ListenConfig, Listener, load_whisper  # noqa: E402
 from voice_agent.asr.transcript import TranscriptCollector, run_listener  # noqa: E402
 from voice_agent.asr.wer import word_error_rate  # noqa: E402
 from voice_agent.audio.smart_turn import SmartTurn  # noqa: E402
 from voice_agent.audio.sources import SimClock, WavSource  # noqa: E402
 from voice_agent.audio.vad import VadConfig  # noqa: E402
+from voice_agent.config import load_config  # noqa: E402
+from voice_agent.errors import VoiceAgentError  # noqa: E402
 from voice_agent.events import TurnDecision  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 
@@ -117,8 +120,8 @@ def _median(values: list) -> float | None:
 
 
 def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dict],
-                sim: bool = False) -> dict:
-    config = ListenConfig(vad=vad)
+                sim: bool = False, asr: AsrConfig = AsrConfig()) -> dict:
+    config = ListenConfig(vad=vad, asr=asr)
     rows, decode_s = [], []
     for item in items:
         if sim:
@@ -182,7 +185,13 @@ def main() -> None:
     ap.add_argument("--turn-pause-ms", type=int, help="short pause for the model settings")
     ap.add_argument("--sim", action="store_true",
                     help="SimClock, recogniser inline: the policy's latency floor, load-free")
+    ap.add_argument("--set", action="append", default=[], metavar="asr.KEY=VALUE",
+                    help="a recogniser setting for every run (e.g. asr.final_context_s=0)")
     args = ap.parse_args()
+    try:
+        asr = load_config(None, args.set).asr
+    except VoiceAgentError as e:
+        sys.exit(f"bench/turns.py: {e}")
     items = [c for c in clips() if not args.clips or c["name"] in args.clips]
     whisper = load_whisper()
     turn_model = SmartTurn.load()
@@ -191,11 +200,12 @@ def main() -> None:
         vad = SETTINGS[label]
         if args.turn_pause_ms and vad.turn_model != "none":
             vad = replace(vad, turn_pause_ms=args.turn_pause_ms)
-        results[label] = r = run_setting(whisper, turn_model, label, vad, items, args.sim)
+        results[label] = r = run_setting(whisper, turn_model, label, vad, items, args.sim, asr)
         print(json.dumps({k: v for k, v in r.items() if k != "rows"}), flush=True)
     model, hangover = results["model"], results["hangover"]
     summary = {
         "clock": "sim (compute takes no time)" if args.sim else "real time",
+        "asr_settings": args.set,
         "median_final_latency_s": {k: r["median_final_latency_s"] for k, r in results.items()},
         "max_final_latency_s": {k: r["max_final_latency_s"] for k, r in results.items()},
         "false_turn_end_rate": {k: r["false_turn_end_rate"] for k, r in results.items()},

@@ -45,3 +45,31 @@ def test_a_settings_file_beats_the_voice_defaults_and_set_beats_the_file(tmp_pat
 def test_defaults_for_an_unknown_section_are_refused_by_name():
     with pytest.raises(ConfigError, match=r"unknown section \[engin\]"):
         load_config(defaults={"engin": {"max_answer": 1}})
+
+
+@pytest.mark.parametrize("item,message", [
+    ("asr.final_tail_s=soon", "asr.final_tail_s must be a number, got 'soon'"),
+    ("vad.hangover_ms=1.5", "vad.hangover_ms must be an integer, got 1.5"),
+    ("vad.hangover_ms=true", "vad.hangover_ms must be an integer, got True"),
+    ("session.headphones=maybe", "session.headphones must be true or false, got 'maybe'"),
+    ("engine.max_writer_wait=often", "engine.max_writer_wait must be an integer, got 'often'"),
+])
+def test_a_value_of_the_wrong_type_is_refused_by_name(item, message):
+    """A word where a number belongs used to pass and fail later, inside a component."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [item])
+    assert str(e.value) == message
+
+
+def test_a_settings_file_is_type_checked_too(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('[vad]\nturn_limit_ms = "long"\n')
+    with pytest.raises(ConfigError, match="vad.turn_limit_ms must be an integer, got 'long'"):
+        load_config(f)
+
+
+def test_values_that_fit_their_type_pass_and_text_takes_bare_words():
+    c = load_config(None, ["asr.final_tail_s=1", "engine.max_writer_wait=null",
+                           "tts.voice=123", "engine.compile=true"])
+    assert c.asr.final_tail_s == 1 and c.engine.max_writer_wait is None
+    assert c.tts.voice == "123" and c.engine.compile == "on"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,14 +137,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     sections = {}
     for name, cls in _sections().items():
         known = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
         for key, val in values[name].items():
             if key not in known:
                 raise ConfigError(f"unknown setting {name}.{key} (known: {', '.join(known)})")
+            values[name][key] = _typed(f"{name}.{key}", val, hints[key])
         try:
             sections[name] = cls(**values[name])
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad [{name}] settings: {e}") from None
     return Config(sections)
+
+
+_SCALARS = {float: "a number", int: "an integer", bool: "true or false", str: "text"}
+
+
+def _typed(where: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against a scalar setting's type, so that a word where a number
+    belongs is refused here by name rather than failing inside a component mid-session.
+    Text settings take a bare number or boolean as its text (``--set tts.voice=123``);
+    containers and nested settings are left to their own checks."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if not all(o in _SCALARS or o is type(None) for o in options):
+        return value
+    if value is None and type(None) in options:
+        return value
+    for o in options:
+        if o is str and isinstance(value, (bool, int, float)):
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        if o is str and isinstance(value, str):
+            return value
+        if o is bool and isinstance(value, bool):
+            return value
+        if o is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if o is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    wanted = " or ".join(_SCALARS[o] for o in options if o in _SCALARS)
+    raise ConfigError(f"{where} must be {wanted}, got {value!r}")
 
 
 def _parse_value(raw: str) -> Any:
