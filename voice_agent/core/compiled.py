@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from voice_agent.core.attention import (RopeTables, check_supported, rotate_queries, scaled_rotation,
+from voice_agent.core.attention import (check_supported, rotate_queries, scaled_rotation,
                                         view_offsets)
 from voice_agent.core.decode import CompileError
 from voice_agent.core.kv import BlockArena
