@@ -140,7 +140,9 @@ def test_cuda_graph_step_equals_eager_step_bf16(tiny):
     eng = Engine(model, tiny[1], EngineConfig())  # auto: compiled on CUDA
     assert eng.compiled is not None and eng.compiled.shapes == "buckets"
     assert eng.compiled.mode == "reduce-overhead"
-    compare_steps(model, "buckets", 0.1)  # bf16 logits: the last bits of each sum differ
+    # bf16 logits near 8 step by 1/16: an H200 (torch 2.11) measured 0.203 between the fused
+    # eager step and the CUDA graph (about three steps, as on a CPU in bf16) and two near ties
+    compare_steps(model, "buckets", 0.25)
     assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
 
 
@@ -167,7 +169,7 @@ def compare_steps(model, shapes: str, tol: float, regional: bool = False) -> Non
     graphs0 = compile_counters()["unique_graphs"]
     views = [LAYOUT.thinker, LAYOUT.writer]
     ids_a = ids_b = [5, 6]
-    worst, to64 = 0.0, {"eager": 0.0, "compiled": 0.0}
+    worst, to64, ties = 0.0, {"eager": 0.0, "compiled": 0.0}, 0
     for step in range(14):
         plan = make_plan(a, views, 1, rope)
         with torch.inference_mode():
@@ -182,10 +184,19 @@ def compare_steps(model, shapes: str, tol: float, regional: bool = False) -> Non
             to64["eager"] = max(to64["eager"], float((ref.double() - truth).abs().max()))
             to64["compiled"] = max(to64["compiled"], float((got.double() - truth).abs().max()))
         ids_a, ids_b = ref.argmax(-1).tolist(), got.argmax(-1).tolist()
+        if ids_a != ids_b and not exact:
+            # bf16 (seen on an H200, random K/V): two logits within tol of each other may
+            # swap places; only such a near tie may part the tokens, and both steps then
+            # go on with the eager step's tokens
+            rows = range(len(ids_a))
+            assert all(float(ref[r, ids_a[r]] - ref[r, ids_b[r]]) <= tol for r in rows), \
+                f"step {step}: greedy tokens differ beyond a near tie"
+            ties += 1
+            ids_b = ids_a
         assert ids_a == ids_b, f"step {step}: greedy tokens differ"
         assert a.length == b.length
     print(f"compiled ({shapes}{', regional' if regional else ''}) vs eager: max logit "
-          f"difference {worst:.3g} over 14 steps; against float64: {to64}")
+          f"difference {worst:.3g} over 14 steps; against float64: {to64}; near ties {ties}")
     assert all(v <= tol for v in to64.values()), to64
     assert worst <= (2 * tol if exact else tol), worst
     used = [(a.start[k], a.length[k]) for k in a.length if a.length[k]]

@@ -33,13 +33,28 @@ LSE_NAME = "block_view_lse"
 def sdpa_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                   scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused attention returning (out (B, H, T, D), lse (B, H, T) in fp32)."""
-    if q.device.type == "cuda":  # not run on this machine: no GPU was lent (see tests)
+    if q.device.type == "cuda":
+        if mask is not None:
+            mask = _bias_for_cuda(mask, q, k)
         out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
             q, k, v, mask, True, 0.0, False, scale=scale)[:2]
         return out, lse[..., :q.shape[2]].float()  # the kernel pads lse along T
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, 0.0, False, attn_mask=mask, scale=scale)
     return out, lse.float()
+
+
+def _bias_for_cuda(mask: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The bias as the memory-efficient CUDA kernel takes it, which the public SDPA
+    prepares itself but the bare op does not: one row per head (B, H, T, S), each row's
+    storage padded to a multiple of 16 elements (the kernel's alignment), then sliced
+    back to S columns. Found on an H200: a (B, 1, T, S) bias fails "attn_bias: wrong
+    shape (head dimension)"."""
+    B, H, T, _ = q.shape
+    S = k.shape[2]
+    bias = mask.expand(B, H, T, S)
+    pad = -S % 16
+    return torch.nn.functional.pad(bias, (0, pad))[..., :S] if pad else bias.contiguous()
 
 
 def block_view_attention_lse(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
