@@ -210,10 +210,11 @@ class CompiledDecode:
         self.shapes = shapes or ("buckets" if cuda else "dynamic")
         if self.shapes not in SHAPES:
             raise ValueError(f"shapes must be one of {SHAPES}, got {shapes!r}")
-        if _has_quantised_linears(model):
-            raise CompileError("the compiled step does not take int8 weights (dynamic "
-                               "quantisation does not compile); use --dtype fp32 or bf16, or "
-                               "leave compile off")
+        if _has_dynamic_int8(model):
+            raise CompileError("the compiled step does not take dynamically quantised int8 "
+                               "weights (int8 on a CPU without native bf16: fbgemm's packed "
+                               "weights do not compile); use --dtype fp32 or bf16, or leave "
+                               "compile off")
         if not cuda:
             _check_cpp_compiler()
         self.model, self.arena = model, arena
@@ -331,9 +332,11 @@ def compile_counters() -> dict[str, int]:
             "calls_captured": int(counters["stats"]["calls_captured"])}
 
 
-def _has_quantised_linears(model: torch.nn.Module) -> bool:
-    return any("quantized" in type(m).__module__ or "Int8" in type(m).__name__
-               for m in model.modules())
+def _has_dynamic_int8(model: torch.nn.Module) -> bool:
+    """torch.ao's dynamically quantised layers (core/precision: int8 where bf16 is not
+    native). Weight-only int8 (``Int8WeightOnlyLinear``) is a plain ATen op that inductor
+    lowers, and compiles."""
+    return any("quantized" in type(m).__module__ for m in model.modules())
 
 
 def _check_cpp_compiler() -> None:
