@@ -9,11 +9,10 @@ These tests skip on a machine without a CUDA GPU; CI has none, so they run where
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
+from tests.test_core_engine import fresh
 from voice_agent.core.baselines import Baseline
 from voice_agent.core.decode import EngineConfig
 from voice_agent.core.engine import Engine
@@ -36,12 +35,7 @@ def tiny():
 
 def on_gpu(model, dtype):
     """A CUDA copy whose config object is its own (the engine switches the attention on it)."""
-    m = copy.deepcopy(model)
-    m.config = copy.deepcopy(model.config)
-    for mod in m.modules():
-        if hasattr(mod, "config"):
-            mod.config = m.config
-    return m.to("cuda", dtype)
+    return fresh(model).to("cuda", dtype)
 
 
 def engine_and_baseline(tiny, dtype, **cfg):

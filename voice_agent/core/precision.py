@@ -148,6 +148,16 @@ def int8_kind() -> str:
     return "weight_only" if cpu_info().native_bf16 else "dynamic"
 
 
+def to_weight_only_int8(model: torch.nn.Module, keep: torch.nn.Module | None = None) -> None:
+    """bf16 activations and every ``nn.Linear`` but ``keep`` as ``Int8WeightOnlyLinear``,
+    in place (what ``--dtype int8`` loads where bf16 is native)."""
+    model.to(torch.bfloat16)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear) and child is not keep:
+                setattr(parent, name, Int8WeightOnlyLinear(child, torch.bfloat16))
+
+
 def _quantize_int8(model: torch.nn.Module) -> None:
     # Tied weights: the LM head shares the embedding matrix. Quantising the head must not
     # touch the embedding, so the head gets its own parameter first.
@@ -155,11 +165,7 @@ def _quantize_int8(model: torch.nn.Module) -> None:
     if head is not None and head.weight is model.get_input_embeddings().weight:
         head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=False)
     if int8_kind() == "weight_only":
-        model.to(torch.bfloat16)
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, torch.nn.Linear) and (QUANTIZE_HEAD or child is not head):
-                    setattr(parent, name, Int8WeightOnlyLinear(child, torch.bfloat16))
+        to_weight_only_int8(model, keep=None if QUANTIZE_HEAD else head)
     else:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
