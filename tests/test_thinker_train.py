@@ -187,18 +187,10 @@ def test_ready_offsets_follow_the_words():
     for task in TASKS:
         q = task.question
         if task.family == "counting":
-            # an item's step needs only that item; the sum needs the category and the list
-            n_items = len(task.facts["items"])
-            assert task.steps[n_items].startswith("Counting ")
-            cat = task.steps[n_items].removeprefix("Counting ").rstrip(".")
-            for i, step in enumerate(task.steps[:n_items]):
+            cat = task.steps[0].removeprefix("Counting ").rstrip(".")
+            for i, step in enumerate(task.steps[1:-1], 1):
                 said = q[:task.ready_at(i)]
-                assert said.endswith(step.split(":")[0]), (said, step)
-            for i, (n, c) in enumerate(task.facts["items"]):
-                assert task.steps[i].endswith(f": {c}, {n}."), task.steps[i]
-            for i in range(n_items, len(task.steps) - 1):
-                said = q[:task.ready_at(i)]
-                assert cat in said and task.ready_at(i) >= task.ready_at(n_items - 1)
+                assert step.split(":")[0] in said and cat in said
         elif task.family == "walking":
             for i, step in enumerate(task.steps[1:-1], 1):
                 if task.ready_at(i) < len(q):  # a move: its sentence ends where it is ready

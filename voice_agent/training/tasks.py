@@ -222,13 +222,10 @@ _COUNT_ALL = {"object"}  # "how many objects": everything listed counts, as in p
 def counting(rng: random.Random, digits: bool) -> Task:
     """A list of items, some of another category, and "how many <category>?".
 
-    The thoughts follow the list as it is said: each item copied as it was said (so the
-    model finds its place by copying, not by memory), its category and its count in
-    digits ("four violins: musical instrument, 4."). None of that needs the category the
-    question asks for, which speech puts last ("... How many animals do I have?"), so a
-    thinker that listens can write it all before the question ends. Only then come the
-    category and the sum over the items of it, each added as an explicit sum ("4 plus 3 is
-    7"): a small model gets written sums right far more often than sums it carries silently."""
+    The thoughts copy each item as it was said (so the model finds its place in the list by
+    copying, not by memory), write its count in digits and add it to the running total as
+    an explicit sum ("4 plus 3 is 7"): a small model gets written sums right far more
+    often than sums it must carry silently from item to item."""
     cat = rng.choice(list(CATEGORIES))
     plural, items = CATEGORIES[cat]
     n_items = rng.randint(2, 10)
@@ -260,27 +257,26 @@ def counting(rng: random.Random, digits: bool) -> Task:
         "On the table there are {l}. How many {c} are on the table?",
     ])
     q = template.format(l=listed, c=plural)
-    # An item's step needs only the item; the sum needs the category and the whole list.
+    # Each item's step needs the item and the category (said before or after the list).
     at_list = len(template.split("{l}")[0].format(c=plural))
     at_category = len(template.split("{c}")[0].format(l=listed)) + len(plural)
     item_ends, pos = [], at_list
     for phrase in phrases:
         pos = q.index(phrase, pos) + len(phrase)
         item_ends.append(pos)
-    steps = [f"{phrase}: {c}, {n}." for (n, _, _, c), phrase in zip(entries, phrases)]
-    steps.append(f"Counting {plural}.")
-    total = 0
-    for n, s, p, c in entries:
+    article = "an" if cat[0] in "aeiou" else "a"
+    steps, total = [f"Counting {plural}."], 0
+    for (n, s, p, c), phrase in zip(entries, phrases):
         if c == cat or cat in _COUNT_ALL:
-            name = s if n == 1 else p
-            steps.append(f"{name} {n}, total {n}." if total == 0
-                         else f"{name} {n}, {total} plus {n} is {total + n}.")
+            steps.append(f"{phrase}: {n}, total {n}." if total == 0
+                         else f"{phrase}: {n}, {total} plus {n} is {total + n}.")
             total += n
+        else:
+            steps.append(f"{phrase}: not {article} {cat}.")
     known = len(steps)
     word = CATEGORIES[cat][0] if total != 1 else cat
     steps.append(f"So {total} {word}.")
-    at_sum = max(at_category, item_ends[-1])
-    ready = (*item_ends, *[at_sum] * (known - len(entries)), len(q))
+    ready = (at_category, *(max(e, at_category) for e in item_ends), len(q))
     return Task("counting", q, tuple(steps), known, f"You have {total} {word}.", str(total),
                 {"category": cat, "items": [(n, c) for n, _, _, c in entries]}, ready)
 
