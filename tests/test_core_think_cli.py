@@ -27,3 +27,16 @@ def test_think_json_summary(mode, capsys):
 def test_think_rejects_an_empty_question(capsys):
     assert main(["think", "  ", "--llm", "tiny"]) != 0
     assert "empty" in capsys.readouterr().err
+
+
+def test_the_thinker_in_a_mode_without_thoughts_gets_one_note():
+    from voice_agent.models import model_note
+
+    # the shipped thinker speaks its working when given no thought block (model card)
+    for mode in ("nothink", "cascade"):
+        note = model_note("embedded-thinker", mode)
+        assert note and "--llm embedded" in note and mode in note
+    assert model_note("embedded-thinker", "async") is None
+    assert model_note("embedded-thinker", "think") is None
+    assert model_note("embedded", "nothink") is None  # the plain model answers directly
+    assert "noise" in model_note("tiny", "async")

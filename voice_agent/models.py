@@ -152,6 +152,20 @@ def default_name(role: str, device: str = "cpu") -> str:
     return section["embedded_default"]
 
 
+def model_note(llm_name: str | None, mode: str = "async", device: str = "cpu") -> str | None:
+    """One line for stderr when the model will not do what the user probably expects."""
+    if llm_name == "tiny":
+        return "note: --llm tiny is a random-init test model: everything it says is noise"
+    if mode in ("nothink", "cascade"):
+        name = llm_name or default_name("llm", device)
+        if "adapter" in load_manifest()["llm"].get("embedded", {}).get(name, {}):
+            # measured: spoken counting, nothink 0.125 against think 0.42; it reads out
+            # "Counting objects. a bed: 1, total 1. ..." (the thinker model card)
+            return (f"note: {name} was trained to think before it answers; with --mode {mode} "
+                    "it speaks its working instead (--llm embedded answers directly)")
+    return None
+
+
 def resolve_model(role: str, name: str | None = None, *, device: str = "cpu") -> ResolvedModel:
     """Resolve ``name`` (None: the default) for ``role`` to a verified local path."""
     if role not in ROLES:

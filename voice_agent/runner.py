@@ -141,12 +141,6 @@ def build_decoder(mode: str, llm: str | None, config: Config, clock: SessionCloc
     return Baseline(model, tok, "think" if mode == "think" else "nothink", config.engine, clock)
 
 
-def noise_note(llm_name: str | None) -> str | None:
-    if llm_name == "tiny":
-        return "note: --llm tiny is a random-init test model: everything it says is noise"
-    return None
-
-
 async def _frames_until(source: Any, stop: asyncio.Event, recorder: InputRecorder,
                         trace: LazyTrace) -> AsyncIterator[AudioFrame]:
     """The source's frames until it ends or ``stop`` is set. Each wait for a frame races

@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from voice_agent.audio.devices import import_sounddevice, list_devices, match_device
     from voice_agent.audio.sources import MicSource
-    from voice_agent.runner import noise_note, print_summary, run_dir, run_session
+    from voice_agent.models import model_note
+    from voice_agent.runner import print_summary, run_dir, run_session
     from voice_agent.view import LineView, LiveView
 
     config, models = session_config(args)
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         devices = list_devices()
         match_device(_device(args.input_device), devices, want_input=True)
         match_device(_device(args.output_device), devices, want_input=False)
-    if note := noise_note(models.llm):
+    if note := model_note(models.llm, config.session.mode, config.runtime.device):
         print(note, file=sys.stderr)
     view = LineView() if args.quiet else LiveView(noise_model=models.llm == "tiny")
     with view if isinstance(view, LiveView) else _nullcontext():

@@ -25,12 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from voice_agent.audio.sources import WavSource
-    from voice_agent.runner import noise_note, print_summary, run_dir, run_session
+    from voice_agent.models import model_note
+    from voice_agent.runner import print_summary, run_dir, run_session
     from voice_agent.view import LineView
 
     WavSource(args.wav, clock=None)  # a bad file fails here, before any model loads
     config, models = session_config(args)
-    if note := noise_note(models.llm):
+    if note := model_note(models.llm, config.session.mode, config.runtime.device):
         print(note, file=sys.stderr)
     result = run_session(
         source_factory=lambda clock: WavSource(args.wav, clock, realtime=not args.fast,

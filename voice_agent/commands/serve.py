@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from voice_agent.runner import noise_note
+    from voice_agent.models import model_note
     from voice_agent.server import Limits, ServerSettings, create_app
     from voice_agent.server.host import ModelHost
     from voice_agent.server.runserver import bind, uvicorn_server
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ray(args, settings)
     sock = bind(settings.host, settings.port)
     config, models = session_config(args)
-    if note := noise_note(models.llm):
+    if note := model_note(models.llm, config.session.mode, config.runtime.device):
         print(note, file=sys.stderr)
     host = ModelHost(config, models)
     try:
@@ -96,7 +96,7 @@ def run_ray(args: argparse.Namespace, settings: Any) -> int:
     import signal
     import threading
 
-    from voice_agent.runner import noise_note
+    from voice_agent.models import model_note
     from voice_agent.server.ray_serve import (
         RayServer, ScalePlan, check_models, check_port, out_dir, require_ray,
     )
@@ -107,7 +107,7 @@ def run_ray(args: argparse.Namespace, settings: Any) -> int:
     config, models = session_config(args)
     if args.ray_address is None:  # the replicas load from this machine: check it has them
         check_models(config, models)
-    if note := noise_note(models.llm):
+    if note := model_note(models.llm, config.session.mode, config.runtime.device):
         print(note, file=sys.stderr)
     on_gpu = str(config.runtime.device).startswith("cuda")
     plan = ScalePlan(replicas=args.replicas, max_replicas=args.max_replicas,

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from voice_agent.core.decode import EngineConfig
     from voice_agent.core.precision import load_llm_precise, precision_of
+    from voice_agent.models import model_note
     from voice_agent.trace import SessionClock
 
     if not args.question.strip():
@@ -59,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         system = with_profile(None, read_profile(args.profile))
     torch.set_num_threads(args.threads)
     out = Console(stderr=args.json, highlight=False)
-    if args.llm == "tiny":
-        out.print("[yellow]note: the tiny model has random weights; everything it says is noise[/]")
+    if note := model_note(args.llm, args.mode, args.device):
+        out.print(f"[yellow]{note}[/]", markup=True, highlight=False)
     model, tok = load_llm_precise(args.llm, args.device, args.dtype)
     budgets = {k: v for k, v in (("max_thoughts", args.max_thoughts), ("max_answer", args.max_answer)) if v}
     config = EngineConfig(**budgets, compile="on" if args.compile else "auto")
