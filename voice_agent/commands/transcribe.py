@@ -47,7 +47,7 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
                         help="settings file (its [vad] and [asr] tables apply here)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set vad.turn_model=none (the fixed "
-                             f"hangover) or --set vad.turn_pause_ms=250 (repeatable)")
+                             "hangover) or --set vad.turn_pause_ms=250 (repeatable)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
