@@ -18,7 +18,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -272,6 +271,5 @@ class Trainer:
             self.eval_point(sum(losses) / len(losses))
         self.save_checkpoint()
         self.model.eval()
-        done = self.step - first
         return TrainResult(list(self.history), self.step, self.elapsed,
                            self.elapsed / self.step if self.step else 0.0, self.cpu, first)
