@@ -152,13 +152,18 @@ def default_name(role: str, device: str = "cpu") -> str:
     return section["embedded_default"]
 
 
+def _llm_entry(name: str) -> dict[str, Any]:
+    """The manifest's entry for an embedded LLM name; {} for any other name."""
+    return load_manifest()["llm"].get("embedded", {}).get(name, {})
+
+
 def model_note(llm_name: str | None, mode: str = "async", device: str = "cpu") -> str | None:
     """One line for stderr when the model will not do what the user probably expects."""
     if llm_name == "tiny":
         return "note: --llm tiny is a random-init test model: everything it says is noise"
     if mode in ("nothink", "cascade"):
         name = llm_name or default_name("llm", device)
-        if "adapter" in load_manifest()["llm"].get("embedded", {}).get(name, {}):
+        if "adapter" in _llm_entry(name):
             # measured: spoken counting, nothink 0.125 against think 0.42; it reads out
             # "Counting objects. a bed: 1, total 1. ..." (the thinker model card)
             return (f"note: {name} was trained to think before it answers; with --mode {mode} "
@@ -356,7 +361,7 @@ def load_llm(name: str | None = None, device: str = "cpu", dtype: Any = None) ->
 
     dtype = dtype or torch.float32
     resolved = resolve_model("llm", name, device=device)
-    entry = load_manifest()["llm"].get("embedded", {}).get(resolved.name, {})
+    entry = _llm_entry(resolved.name)
     if resolved.source == "embedded" and "adapter" in entry:
         from voice_agent.adapters import merge_adapter
 
@@ -424,7 +429,7 @@ def llm_engine_defaults(name: str | None) -> dict[str, Any]:
     model trained to answer the control question need not be released by a timeout."""
     try:
         name = name or default_name("llm")
-        return dict(load_manifest()["llm"].get("embedded", {}).get(name, {}).get("engine", {}))
+        return dict(_llm_entry(name).get("engine", {}))
     except ModelError:
         return {}
 
