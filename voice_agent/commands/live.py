@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from voice_agent.commands.session_args import add_session_arguments, session_config
+from voice_agent.commands.session_args import add_session_arguments, print_model_note, session_config
 from voice_agent.errors import VoiceAgentError
 
 NAME = "live"
@@ -21,7 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from voice_agent.audio.devices import import_sounddevice, list_devices, match_device
     from voice_agent.audio.sources import MicSource
-    from voice_agent.models import model_note
     from voice_agent.runner import print_summary, run_dir, run_session
     from voice_agent.view import LineView, LiveView
 
@@ -32,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
         devices = list_devices()
         match_device(_device(args.input_device), devices, want_input=True)
         match_device(_device(args.output_device), devices, want_input=False)
-    if note := model_note(models.llm, config.session.mode, config.runtime.device):
-        print(note, file=sys.stderr)
+    print_model_note(config, models)
     view = LineView() if args.quiet else LiveView(noise_model=models.llm == "tiny")
     with view if isinstance(view, LiveView) else _nullcontext():
         result = run_session(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from voice_agent.commands.session_args import add_session_arguments, session_config
+from voice_agent.commands.session_args import add_session_arguments, print_model_note, session_config
 from voice_agent.errors import VoiceAgentError
 
 NAME = "replay"
@@ -25,14 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from voice_agent.audio.sources import WavSource
-    from voice_agent.models import model_note
     from voice_agent.runner import print_summary, run_dir, run_session
     from voice_agent.view import LineView
 
     WavSource(args.wav, clock=None)  # a bad file fails here, before any model loads
     config, models = session_config(args)
-    if note := model_note(models.llm, config.session.mode, config.runtime.device):
-        print(note, file=sys.stderr)
+    print_model_note(config, models)
     result = run_session(
         source_factory=lambda clock: WavSource(args.wav, clock, realtime=not args.fast,
                                                pad_silence_s=args.pad),

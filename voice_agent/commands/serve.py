@@ -6,11 +6,10 @@ import argparse
 import gc
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from voice_agent.commands.session_args import add_session_arguments, session_config
+from voice_agent.commands.session_args import add_session_arguments, print_model_note, session_config
 
 NAME = "serve"
 HELP = ("serve the assistant: a Realtime-compatible WebSocket at /v1/realtime and a browser "
@@ -53,7 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from voice_agent.models import model_note
     from voice_agent.server import Limits, ServerSettings, create_app
     from voice_agent.server.host import ModelHost
     from voice_agent.server.runserver import bind, uvicorn_server
@@ -68,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return run_ray(args, settings)
     sock = bind(settings.host, settings.port)
     config, models = session_config(args)
-    if note := model_note(models.llm, config.session.mode, config.runtime.device):
-        print(note, file=sys.stderr)
+    print_model_note(config, models)
     host = ModelHost(config, models)
     try:
         app = create_app(settings, host=host)
@@ -96,7 +93,6 @@ def run_ray(args: argparse.Namespace, settings: Any) -> int:
     import signal
     import threading
 
-    from voice_agent.models import model_note
     from voice_agent.server.ray_serve import (
         RayServer, ScalePlan, check_models, check_port, out_dir, require_ray,
     )
@@ -107,8 +103,7 @@ def run_ray(args: argparse.Namespace, settings: Any) -> int:
     config, models = session_config(args)
     if args.ray_address is None:  # the replicas load from this machine: check it has them
         check_models(config, models)
-    if note := model_note(models.llm, config.session.mode, config.runtime.device):
-        print(note, file=sys.stderr)
+    print_model_note(config, models)
     on_gpu = str(config.runtime.device).startswith("cuda")
     plan = ScalePlan(replicas=args.replicas, max_replicas=args.max_replicas,
                      cpus=args.replica_cpus or float(config.runtime.torch_threads),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from voice_agent.config import Config, load_config
 from voice_agent.errors import VoiceAgentError
+from voice_agent.models import model_note
 from voice_agent.runner import Models, voice_engine_defaults
 from voice_agent.session import MODES
 
@@ -60,3 +62,9 @@ def session_config(args: argparse.Namespace) -> tuple[Config, Models]:
             raise VoiceAgentError("--mode fly needs --llm PAIR_DIR (a pair saved by train-flythinker)")
         read_manifest(args.llm)  # not a pair: one clear line before anything loads
     return config, Models(args.llm, args.asr, args.tts)
+
+
+def print_model_note(config: Config, models: Models) -> None:
+    """The model's one-line note on stderr (``models.model_note``), where it has one."""
+    if note := model_note(models.llm, config.session.mode, config.runtime.device):
+        print(note, file=sys.stderr)
