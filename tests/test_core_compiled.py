@@ -18,6 +18,7 @@ from voice_agent.core.decode import normalize_compile
 from voice_agent.core.decode import DEFAULT_CAPACITY, EngineConfig
 from voice_agent.core.kv import ArenaShape, BlockArena, arena_dtype
 from voice_agent.core.layout import Layout
+from voice_agent.core.precision import ShortlistHead, to_weight_only_int8
 from voice_agent.errors import VoiceAgentError
 
 LAYOUT = Layout()
@@ -157,13 +158,14 @@ def test_compiled_step_on_cpu_takes_low_precision_weights_over_an_fp32_arena(tin
     """bf16 weights on a CPU keep K/V in fp32 (core/kv.arena_dtype): the compiled step
     casts the new K/V into the arena and its output back, as the eager step does. int8:
     the weight-only int8 layers (core/precision.Int8WeightOnlyLinear, bf16 activations)
-    that ``--dtype int8`` loads where bf16 is native, built here directly so the test runs
-    on any CPU."""
-    from voice_agent.core.precision import to_weight_only_int8
-
-    model = copy.deepcopy(tiny[0]).to(torch.bfloat16)
+    that ``--dtype int8`` loads where bf16 is native, and its int8 shortlist head (run
+    eager inside the compiled step), built here directly so the test runs on any CPU."""
+    model = copy.deepcopy(tiny[0])
+    head = ShortlistHead(model.get_output_embeddings().weight)
+    model.to(torch.bfloat16)
     if weights == "int8":
         to_weight_only_int8(model, keep=model.get_output_embeddings())
+        model.set_output_embeddings(head)
     # Inductor keeps a chain of bf16 elementwise ops in fp32 and rounds once; eager rounds
     # after every op. Logits near 8 have a bf16 step of 1/16: measured 0.164 apart in bf16
     # (under three steps), greedy tokens identical.
@@ -192,7 +194,9 @@ def test_cuda_graph_step_equals_eager_step_bf16(tiny):
 def compare_steps(model, shapes: str, tol: float, regional: bool = False) -> None:
     """Eager and compiled side by side; on an fp32 CPU model also the eager step in float64
     (the same math without fp32's rounding): each fp32 path must be within ``tol`` of it,
-    and the two within ``2 * tol`` of each other (their rounding errors are independent)."""
+    and the two within ``2 * tol`` of each other (their rounding errors are independent).
+    Under the int8 shortlist head (core/precision.ShortlistHead) only its exact logits,
+    the top 8, are held to ``tol``."""
     torch.manual_seed(0)
     a, b = _arena(model), _arena(model)
     a.kv.normal_()
@@ -213,6 +217,7 @@ def compare_steps(model, shapes: str, tol: float, regional: bool = False) -> Non
     views = [LAYOUT.thinker, LAYOUT.writer]
     ids_a = ids_b = [5, 6]
     worst, to64, ties = 0.0, {"eager": 0.0, "compiled": 0.0}, 0
+    shortlist = isinstance(model.get_output_embeddings(), ShortlistHead)
     for step in range(14):
         plan = make_plan(a, views, 1, rope)
         with torch.inference_mode():
@@ -222,7 +227,12 @@ def compare_steps(model, shapes: str, tol: float, regional: bool = False) -> Non
                 truth = forward_step(m64, cache64, torch.tensor([[i] for i in ids_a]),
                                      make_plan(c, views, 1, rope64))
         got = compiled.step(views, ids_b)
-        worst = max(worst, float((ref - got).abs().max()))
+        if shortlist:  # its exact logits; the int8 rest moves with h's rounding (0.27 seen)
+            top = ref.topk(8, dim=-1).indices
+            ref_c, got_c = ref.gather(-1, top), got.gather(-1, top)
+        else:
+            ref_c, got_c = ref, got
+        worst = max(worst, float((ref_c - got_c).abs().max()))
         if exact:
             to64["eager"] = max(to64["eager"], float((ref.double() - truth).abs().max()))
             to64["compiled"] = max(to64["compiled"], float((got.double() - truth).abs().max()))

@@ -165,3 +165,35 @@ def test_replay_refuses_an_unknown_dtype_in_one_line(capsys, tmp_path):
                  "--dtype", "fp8", "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and err[-1].startswith("error: ") and "fp8" in err[-1]
+
+
+def test_int8_head_shortlist_is_exact_where_it_counts():
+    """core/precision.ShortlistHead: int8 logits choose the top k, which are recomputed in
+    fp32 from the head's own weights; the greedy token is the exact head's."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 500, bias=False)
+    head = P.ShortlistHead(lin.weight, k=8)
+    x = torch.randn(3, 5, 64)
+    with torch.inference_mode():
+        exact, got = lin(x), head(x)
+    assert got.shape == exact.shape and got.dtype == torch.float32
+    same = (got - exact).abs() <= 1e-5
+    assert (same.sum(-1) >= 8).all()                                     # the shortlist
+    assert same.gather(-1, exact.topk(3, dim=-1).indices).all()          # holds the top
+    assert torch.equal(got.argmax(-1), exact.argmax(-1))
+    assert float((got - exact).abs().max() / exact.abs().max()) < 0.05   # the int8 rest
+    assert head.weight.data_ptr() == lin.weight.data_ptr() and head.out_features == 500
+
+
+@pytest.mark.parametrize("kind", ["weight_only", "dynamic"])
+def test_int8_model_gets_the_shortlist_head_and_keeps_its_embedding(kind, monkeypatch):
+    monkeypatch.setattr(P, "int8_kind", lambda: kind)
+    ref, _ = P.load_llm_precise("tiny", "cpu", "fp32")
+    model, _ = P.load_llm_precise("tiny", "cpu", "int8")
+    head = model.get_output_embeddings()
+    assert isinstance(head, P.ShortlistHead)
+    # the exact rows are fp32's own; the embedding is untouched (bf16 where weight-only)
+    assert head.weight.dtype == torch.float32
+    assert torch.equal(head.weight, ref.get_output_embeddings().weight)
+    emb = model.get_input_embeddings().weight
+    assert torch.equal(emb.float(), ref.get_input_embeddings().weight.to(emb.dtype).float())

@@ -146,19 +146,23 @@ def _layer_step(layer: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin:
     return h, k, v
 
 
-def _logits_and_kv(model: torch.nn.Module, h: torch.Tensor, new_kv: list) -> tuple[torch.Tensor, torch.Tensor]:
+def _hidden_and_kv(model: torch.nn.Module, h: torch.Tensor, new_kv: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last position's normed hidden state (B, d) and the new K/V. The LM head runs
+    after the graph, eager (``CompiledDecode._run``): under int8 it is fbgemm's packed
+    product (core/precision.ShortlistHead), which dynamo cannot trace, and one product
+    outside the graph costs one call."""
     h = model.get_decoder().norm(h)
-    logits = model.get_output_embeddings()(h[:, -1]).float()
     new = torch.stack([torch.stack((k[:, :, 0], v[:, :, 0])).transpose(1, 2)
                        for k, v in new_kv])                              # (L, 2, kvh, B, D)
-    return logits, new
+    return h[:, -1], new
 
 
 def _graph(model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor, pos: torch.Tensor,
            lens: torch.Tensor, sees: torch.Tensor, starts: tuple[int, ...],
            new_block: tuple[int, ...], new_seen: tuple[tuple[bool, ...], ...],
            *ns: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One decode step: (B, V) fp32 logits and the new K/V (layers, 2, kvh, B, D).
+    """One decode step up to the LM head: the last hidden states (B, d) and the new K/V
+    (layers, 2, kvh, B, D).
 
     ``pos`` holds, in order, each row's new position inside the block it writes (B), then
     per block and row the written block's offset minus that block's offset (nb * B): the
@@ -171,7 +175,7 @@ def _graph(model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor, pos: tor
     for i, layer in enumerate(model.get_decoder().layers):
         h, k, v = _layer_step(layer, h, cos, sin, kv[i], *rot, mask, starts, new_block, *ns)
         new_kv.append((k, v))
-    return _logits_and_kv(model, h, new_kv)
+    return _hidden_and_kv(model, h, new_kv)
 
 
 def _regional(layer_fn, model: torch.nn.Module, kv: torch.Tensor, ids: torch.Tensor,
@@ -186,7 +190,7 @@ def _regional(layer_fn, model: torch.nn.Module, kv: torch.Tensor, ids: torch.Ten
     for i, layer in enumerate(model.get_decoder().layers):
         h, k, v = layer_fn(layer, h, cos, sin, kv[i], *rot, mask, starts, new_block, *ns)
         new_kv.append((k, v))
-    return _logits_and_kv(model, h, new_kv)
+    return _hidden_and_kv(model, h, new_kv)
 
 
 class CompiledDecode:
@@ -299,8 +303,9 @@ class CompiledDecode:
             self._seen.add(graph_key)
             self.compiles += 1
         with torch.inference_mode():
-            logits, new = self._fn(self.model, arena.kv, x, meta[:len(pos)], meta[len(pos):],
-                                   sees, starts, new_block, new_seen, *ns)
+            h, new = self._fn(self.model, arena.kv, x, meta[:len(pos)], meta[len(pos):],
+                              sees, starts, new_block, new_seen, *ns)
+            logits = self.model.get_output_embeddings()(h).float()  # before the next replay
             idx = torch.tensor([arena.start[w] + o for w, o in zip(writes, old)],
                                dtype=torch.long, device=dev)
             arena.kv.index_copy_(3, idx, new.to(arena.kv.dtype))

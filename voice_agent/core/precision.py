@@ -4,8 +4,9 @@
   bf16 natively (AVX512-BF16 or AMX); elsewhere oneDNN emulates it and a step gets slower
   than fp32, which is what a user saw with ``--dtype bfloat16`` on the old path. The
   feature is read from the CPU at run time, never assumed.
-- ``int8``: every ``nn.Linear`` (the LM head included) gets int8 weights, one scale per
-  output row. Where bf16 is native the activations are bf16 and the weights are only
+- ``int8``: every ``nn.Linear`` but the LM head gets int8 weights, one scale per
+  output row. The head is a ``ShortlistHead``: int8 logits pick the likeliest tokens and
+  those are computed again exactly (below). Where bf16 is native the activations are bf16 and the weights are only
   unpacked inside ATen's weight-only kernel (``Int8WeightOnlyLinear``). Elsewhere it is
   torch's dynamic quantisation (fbgemm, any x86-64 CPU), which also quantises the
   activations per call: on SmolLM2 that moved logits far (teacher-forced greedy agreement
@@ -52,11 +53,11 @@ AUTO_PROMPTS = ("What is the capital of France, and why is it famous?",
                 "I have two apples and buy three more. How many apples do I have now?",
                 "How long should I boil an egg for a soft yolk?",
                 "When does the next train to the airport leave?")
-CACHE_VERSION = 4  # 3: timed with the skinny products; 4: fp32 arena on CPU
-# The LM head stays bf16 under int8. Measured (stop 30): as int8 its product took 3.8 ms
-# against 6.8 ms, but greedy agreement with fp32 fell from 0.975-0.984 to 0.950-0.961,
-# at the edge of AGREEMENT, for about 1 ms of a 36 ms step.
-QUANTIZE_HEAD = False
+CACHE_VERSION = 5  # 3: timed with the skinny products; 4: fp32 arena on CPU; 5: shortlist head
+# Tokens of the int8 head's shortlist whose logits are computed again exactly. On the
+# embedded thinker (629 positions of eight assets/eval questions and their greedy
+# continuations) fp32's greedy token was inside the int8 top 8 every time; 32 leaves room.
+SHORTLIST = 32
 
 
 class PrecisionError(VoiceAgentError):
@@ -92,7 +93,7 @@ def check_runnable(precision: str, device: str) -> None:
     if precision == "fp16" and not cuda:
         raise PrecisionError("--dtype float16 needs CUDA; on a CPU use fp32, bf16, int8 or auto")
     if (precision == "int8" and int8_kind() == "dynamic"
-            and "fbgemm" not in torch.backends.quantized.supported_engines):
+            and not fbgemm_available()):
         raise PrecisionError("--dtype int8 needs native bf16 (AVX512-BF16/AMX) or torch's "
                              "fbgemm kernels (x86-64); this CPU and build have neither")
 
@@ -142,6 +143,60 @@ class Int8WeightOnlyLinear(torch.nn.Module):
         return y.view(*lead, self.out_features)
 
 
+class ShortlistHead(torch.nn.Module):
+    """The LM head under int8: fast int8 logits for the whole vocabulary, exact ones for
+    the ``k`` tokens they rank highest.
+
+    The head is the largest single weight of a small model (49152 × 576 for SmolLM2: a
+    fifth of the 135M parameters) and every decode step streams all of it. fbgemm's
+    dynamic int8 product (per-row int8 weights, the activation quantised per call) reads
+    it about 4× faster than the bf16 product (1.8 against 6.6 ms a step, one thread, in a
+    step's cold cache), but quantising the activation moves logits: as the whole head,
+    weight-only int8 already cost 2 points of greedy agreement (stop 30). So the int8
+    logits only choose the shortlist; the shortlisted rows are multiplied again in fp32
+    from the head's own weights and written over theirs. Greedy picks, top-k sampling
+    within ``k`` and the control question's yes/no tokens (when they rank in the top
+    ``k``) see exact logits; the rest of the vocabulary, which only the softmax's
+    normaliser reads, keeps the int8 estimate. Exact means fp32: the head keeps its fp32
+    weights (only ``k`` rows of them are read a step, so they cost memory, not time),
+    which makes the shortlist closer to fp32 than the bf16 head it replaces, whose logits
+    were bf16 products rounded to bf16.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 k: int = SHORTLIST) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.k = min(int(k), self.out_features)
+        wf = weight.detach().float()  # no copy when already fp32: a tied embedding's matrix
+        self.register_buffer("weight", wf, persistent=False)
+        scale = (wf.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+        with warnings.catch_warnings():
+            # torch 2.13 marks quantised tensors as deprecated; fbgemm's kernel is used
+            # knowingly (the module docstring says why not torchao's).
+            warnings.simplefilter("ignore")
+            q = torch.quantize_per_channel(wf, scale.double(), torch.zeros_like(scale, dtype=torch.long),
+                                           0, torch.qint8)
+            self._packed = torch.ops.quantized.linear_prepack(q, None)
+        self.bias = None if bias is None else bias.detach().float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        xf = x.reshape(-1, self.in_features).float()
+        logits = torch.ops.quantized.linear_dynamic(xf, self._packed, True)
+        idx = logits.topk(self.k, dim=-1).indices                         # (N, k)
+        exact = torch.bmm(self.weight[idx].float(), xf.unsqueeze(-1)).squeeze(-1)
+        if self.bias is not None:
+            logits = logits + self.bias
+            exact = exact + self.bias[idx]
+        return logits.scatter_(1, idx, exact).view(*lead, self.out_features)
+
+
+def fbgemm_available() -> bool:
+    """torch's x86 int8 kernels (fbgemm), which the int8 head and dynamic int8 use."""
+    return bool({"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines))
+
+
 def int8_kind() -> str:
     """How int8 runs on this CPU: "weight_only" (bf16 activations) where bf16 is native,
     else "dynamic" (fbgemm, fp32 activations quantised per call)."""
@@ -159,13 +214,14 @@ def to_weight_only_int8(model: torch.nn.Module, keep: torch.nn.Module | None = N
 
 
 def _quantize_int8(model: torch.nn.Module) -> None:
-    # Tied weights: the LM head shares the embedding matrix. Quantising the head must not
-    # touch the embedding, so the head gets its own parameter first.
+    # The head is not quantised in place: it becomes a ShortlistHead (which keeps the
+    # float weights, so a tied embedding is untouched) after the layers are converted.
     head = model.get_output_embeddings()
-    if head is not None and head.weight is model.get_input_embeddings().weight:
-        head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=False)
+    keep = head if isinstance(head, torch.nn.Linear) else None
+    shortlist = (ShortlistHead(keep.weight, keep.bias)  # fp32 rows, before any bf16 cast
+                 if keep is not None and fbgemm_available() else None)
     if int8_kind() == "weight_only":
-        to_weight_only_int8(model, keep=None if QUANTIZE_HEAD else head)
+        to_weight_only_int8(model, keep=keep)
     else:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -174,8 +230,11 @@ def _quantize_int8(model: torch.nn.Module) -> None:
             # torch 2.13 marks torch.ao eager quantisation as moving to torchao, whose
             # eager int8 path is slower here (module docstring): used knowingly.
             warnings.simplefilter("ignore")
-            quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                             dtype=torch.qint8, inplace=True)
+            layers = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
+                      if isinstance(m, torch.nn.Linear) and m is not keep}
+            quantize_dynamic(model, layers, dtype=torch.qint8, inplace=True)
+    if shortlist is not None:
+        model.set_output_embeddings(shortlist)
     model.config.voice_agent_precision = "int8"
 
 
@@ -216,7 +275,7 @@ def candidates(device: str) -> list[str]:
     out = ["fp32"]
     if cpu_info().native_bf16:
         out.append("bf16")
-    if int8_kind() == "weight_only" or "fbgemm" in torch.backends.quantized.supported_engines:
+    if int8_kind() == "weight_only" or fbgemm_available():
         out.append("int8")
     return out
 
