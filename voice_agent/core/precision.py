@@ -5,12 +5,13 @@
   than fp32, which is what a user saw with ``--dtype bfloat16`` on the old path. The
   feature is read from the CPU at run time, never assumed.
 - ``int8``: every ``nn.Linear`` but the LM head gets int8 weights, one scale per
-  output row. The head is a ``ShortlistHead``: int8 logits pick the likeliest tokens and
-  those are computed again exactly (below). Where bf16 is native the activations are bf16 and the weights are only
-  unpacked inside ATen's weight-only kernel (``Int8WeightOnlyLinear``). Elsewhere it is
-  torch's dynamic quantisation (fbgemm, any x86-64 CPU), which also quantises the
-  activations per call: on SmolLM2 that moved logits far (teacher-forced greedy agreement
-  0.46), so ``auto`` will refuse it there by measurement. torchao's
+  output row (the head is a ``ShortlistHead``: int8 logits pick the likeliest tokens and
+  those are computed again exactly). Where bf16 is native the activations are bf16 and
+  the weights are only unpacked inside ATen's weight-only kernel
+  (``Int8WeightOnlyLinear``). Elsewhere it is torch's dynamic quantisation (fbgemm, any
+  x86-64 CPU), which also quantises the activations per call: on SmolLM2 that moved
+  logits far (teacher-forced greedy agreement 0.46), so ``auto`` will refuse it there by
+  measurement. torchao's
   ``Int8WeightOnlyConfig`` installs cleanly beside torch 2.13 but, eagerly on this CPU,
   was *slower* than fp32 (1.11 ms against 0.65 ms for a 576×1536 linear at batch 2).
 - ``auto``: the fastest of the precisions this CPU runs natively whose greedy tokens
@@ -185,7 +186,7 @@ class ShortlistHead(torch.nn.Module):
         xf = x.reshape(-1, self.in_features).float()
         logits = torch.ops.quantized.linear_dynamic(xf, self._packed, True)
         idx = logits.topk(self.k, dim=-1).indices                         # (N, k)
-        exact = torch.bmm(self.weight[idx].float(), xf.unsqueeze(-1)).squeeze(-1)
+        exact = torch.bmm(self.weight[idx], xf.unsqueeze(-1)).squeeze(-1)
         if self.bias is not None:
             logits = logits + self.bias
             exact = exact + self.bias[idx]
