@@ -161,9 +161,10 @@ def test_compiled_step_on_cpu_takes_low_precision_weights_over_an_fp32_arena(tin
     that ``--dtype int8`` loads where bf16 is native, and its int8 shortlist head (run
     eager inside the compiled step), built here directly so the test runs on any CPU."""
     model = copy.deepcopy(tiny[0])
-    head = ShortlistHead(model.get_output_embeddings().weight)
+    # the shortlist keeps fp32 rows: built before the cast, as core/precision does
+    head = ShortlistHead(model.get_output_embeddings().weight) if weights == "int8" else None
     model.to(torch.bfloat16)
-    if weights == "int8":
+    if head is not None:
         to_weight_only_int8(model, keep=model.get_output_embeddings())
         model.set_output_embeddings(head)
     # Inductor keeps a chain of bf16 elementwise ops in fp32 and rounds once; eager rounds

@@ -114,6 +114,11 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     return model
 
 
+def row_scales(w: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 scales, one per output row: the row's largest |weight| maps to 127."""
+    return (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+
+
 class Int8WeightOnlyLinear(torch.nn.Module):
     """A linear layer with int8 weights (one scale per output row) and bf16 activations.
 
@@ -126,7 +131,7 @@ class Int8WeightOnlyLinear(torch.nn.Module):
     def __init__(self, linear: torch.nn.Linear, act_dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
         w = linear.weight.detach().float()
-        scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+        scale = row_scales(w)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
         self.register_buffer("scale", scale.to(act_dtype))
@@ -171,7 +176,7 @@ class ShortlistHead(torch.nn.Module):
         self.k = min(int(k), self.out_features)
         wf = weight.detach().float()  # no copy when already fp32: a tied embedding's matrix
         self.register_buffer("weight", wf, persistent=False)
-        scale = (wf.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+        scale = row_scales(wf)
         with warnings.catch_warnings():
             # torch 2.13 marks quantised tensors as deprecated; fbgemm's kernel is used
             # knowingly (the module docstring says why not torchao's).
