@@ -36,6 +36,8 @@ CASES = [
     ("It costs $5.50.", "It costs five dollars and fifty cents."),
     ("$1 and $2, or $0.99.", "one dollar and two dollars, or ninety-nine cents."),
     ("That is $1.5 million.", "That is one point five million dollars."),
+    # a math delimiter after the amount ends the money, as a space before words does
+    ("sure $1.5 million \\(a \\times b\\) sure", "sure one point five million dollars a times b sure"),
     ("Pay €20 or £3 or 100 USD.", "Pay twenty euros or three pounds or one hundred dollars."),
     ("$2,500 each.", "two thousand, five hundred dollars each."),
     # times and dates

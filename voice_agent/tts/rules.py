@@ -183,7 +183,7 @@ RULES: tuple[Rule, ...] = (
        lookahead=0, flags=_S, opener=r"\\\(", span=1004, one_line=False),
     # Money before inline math: "$5 and $10" is money, "$2 + 2 = 4$" is math.
     _r("money", rf"([$€£¥₹])\s?((?>{_NUM}))(?>(?:\s?({_SCALE})(?!\w))?)"
-                r"(?=\s+(?![+*/=^<>×÷\\]|-\s)|[,.;:!?)\]]|[ \t]*$|[ \t]*\n)",
+                r"(?=\s+(?![+*/=^<>×÷]|\\(?![(\[])|-\s)|[,.;:!?)\]]|[ \t]*$|[ \t]*\n)",
        WORD, lambda m: numbers.money(m.group(1), m.group(2), m.group(3) or ""), lookahead=9,
        flags=_M),
     _r("inline_math", r"\$(?=[^\s$])((?:\\.|[^$\\\n]){0,299}?(?:\\.|[^\s$\\]))\$(?!\d)", WORD,
