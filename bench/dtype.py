@@ -13,7 +13,7 @@ In one run, on one machine (core/precision.py):
   model worker, TTS), with ``--samples N`` (0 skips it).
 
 Prints JSON, then ``step lowp/fp32 = X.XX`` (the thinking+writing step; target ≤ 0.6).
-When auto keeps fp32 (nothing lower agrees well enough), ``--lowp bf16|int8`` forces the
+When auto keeps fp32 (nothing lower agrees well enough), ``--lowp bf16|int8|w8a8`` forces the
 comparison; the JSON says which.
 
     python bench/dtype.py [--llm embedded] [--questions 6] [--samples 2] [--threads 1]
@@ -37,6 +37,7 @@ from voice_agent.core import precision as P  # noqa: E402
 from voice_agent.core.decode import EngineConfig  # noqa: E402
 from voice_agent.core.engine import Engine  # noqa: E402
 from voice_agent.core.skinny import CHOICES as SKINNY_CHOICES  # noqa: E402
+from voice_agent.core.smoothquant import full_range  # noqa: E402
 from voice_agent.events import LlmStep  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 
@@ -114,7 +115,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     ap.add_argument("--samples", type=int, default=2, help="sample sessions per precision (0: skip)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--lowp", choices=("bf16", "int8"), help="compare this instead of auto's pick")
+    ap.add_argument("--lowp", choices=("bf16", "int8", "w8a8"), help="compare this instead of auto's pick")
     ap.add_argument("--skinny-matmul", choices=SKINNY_CHOICES, default="auto",
                     help="runtime.skinny_matmul for both precisions (core/skinny.py)")
     args = ap.parse_args()
@@ -156,7 +157,8 @@ def main() -> int:
              if low["thinking_writing_ms"] and f32["thinking_writing_ms"] else float("nan"))
     print(json.dumps({
         "cpu": {"model": cpu.model, "flags": cpu.flags, "torch_capability": cpu.torch_capability,
-                "native_bf16": cpu.native_bf16, "int8_kind": P.int8_kind()},
+                "native_bf16": cpu.native_bf16, "fbgemm": P.fbgemm_available(),
+                "int8_full_range": full_range()},
         "load_average_at_start": load_avg, "load_average_at_end": os.getloadavg(),
         "threads": args.threads, "torch": torch.__version__, "skinny_matmul": args.skinny_matmul,
         "auto": {"precision": auto.precision, "cached": auto.cached, "ms_per_step": auto.ms_per_step,

@@ -86,18 +86,13 @@ def _arena(model, caps=None) -> BlockArena:
 
 
 def test_dynamically_quantised_int8_is_refused_by_name(tiny):
-    """int8 where bf16 is not native is torch.ao's dynamic quantisation: refused in one
-    line. (Weight-only int8, where bf16 is native, compiles: the heavy test below.)"""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    """w8a8's layers are fbgemm's packed dynamic int8 products: refused in one line.
+    (Weight-only int8, where bf16 is native, compiles: the heavy test below.)"""
+    from voice_agent.core.smoothquant import to_dynamic_int8
 
     model = copy.deepcopy(tiny[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                         dtype=torch.qint8, inplace=True)
-    with pytest.raises(CompileError, match="dynamically quantised int8"):
+    to_dynamic_int8(model, tiny[1], keep=model.get_output_embeddings())
+    with pytest.raises(CompileError, match="fbgemm's dynamic int8"):
         CompiledDecode(model, _arena(model))
 
 

@@ -32,7 +32,7 @@ class RuntimeConfig:
     """Where and how the language model runs."""
 
     device: str = "cpu"            # cpu | cuda | cuda:N
-    # auto | fp32 | bf16 | int8 (aliases float32, bfloat16; float16 on CUDA). auto measures
+    # auto | fp32 | bf16 | int8 | w8a8 (aliases float32, bfloat16; float16 on CUDA). auto measures
     # once per CPU model which low precision is faster and still agrees with fp32
     # (core/precision.py). The attention softmax stays fp32 in every precision.
     dtype: str = "float32"
@@ -58,7 +58,7 @@ class RuntimeConfig:
                               f"got {self.skinny_matmul!r}")
 
     def precision(self) -> str:
-        """The dtype setting as a precision name: auto, fp32, bf16, int8 or fp16."""
+        """The dtype setting as a precision name: auto, fp32, bf16, int8, w8a8 or fp16."""
         from voice_agent.core.precision import normalize
 
         return normalize(self.dtype)

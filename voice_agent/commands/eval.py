@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="answer-token budget (default: 64; the answers asked for are one sentence)")
     p.add_argument("--max-steps", type=int, default=4000, help="most forward passes per problem (text mode)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--dtype", default="float32", help="auto | fp32 (default) | bf16 | int8 (float32, bfloat16 also accepted)")
+    p.add_argument("--dtype", default="float32", help="auto | fp32 (default) | bf16 | int8 | w8a8 (float32, bfloat16 also accepted)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--compile", action="store_true",
                    help="async mode: decode steps through one torch.compile graph (the "

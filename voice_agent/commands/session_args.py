@@ -24,7 +24,7 @@ def add_session_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asr", help="base | tiny.en | a faster-whisper folder or name")
     p.add_argument("--tts", help="joe | a piper .onnx path or voice name")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N")
-    p.add_argument("--dtype", help="model weights: auto | fp32 (default) | bf16 | int8; auto "
+    p.add_argument("--dtype", help="model weights: auto | fp32 (default) | bf16 | int8 | w8a8; auto "
                                    "measures once per CPU model which is fastest and still "
                                    "agrees with fp32, and caches it")
     p.add_argument("--threads", type=int, help="torch threads for the model (default 1)")

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-answer", type=int, default=None, help="answer-token budget")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="fp32", help="model weights: auto | fp32 (default) | bf16 | "
-                   "int8; auto measures once per CPU model and caches the choice")
+                   "int8 | w8a8; auto measures once per CPU model and caches the choice")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: OpenMP spin-waiting collapses multi-threaded "
                         "GEMMs whenever another process holds a core)")

@@ -34,6 +34,7 @@ from voice_agent.core.attention import (check_supported, rotate_queries, scaled_
                                         view_offsets)
 from voice_agent.core.decode import CompileError
 from voice_agent.core.kv import BlockArena
+from voice_agent.core.smoothquant import DynamicInt8Linear
 
 SHAPES = ("dynamic", "buckets")
 MIN_BUCKET = 64
@@ -215,10 +216,9 @@ class CompiledDecode:
         if self.shapes not in SHAPES:
             raise ValueError(f"shapes must be one of {SHAPES}, got {shapes!r}")
         if _has_dynamic_int8(model):
-            raise CompileError("the compiled step does not take dynamically quantised int8 "
-                               "weights (int8 on a CPU without native bf16: fbgemm's packed "
-                               "weights do not compile); use --dtype fp32 or bf16, or leave "
-                               "compile off")
+            raise CompileError("the compiled step does not take fbgemm's dynamic int8 "
+                               "weights (--dtype int8 on x86: its packed weights do not "
+                               "compile); use --dtype fp32 or bf16, or leave compile off")
         if not cuda:
             _check_cpp_compiler()
         self.model, self.arena = model, arena
@@ -338,10 +338,10 @@ def compile_counters() -> dict[str, int]:
 
 
 def _has_dynamic_int8(model: torch.nn.Module) -> bool:
-    """torch.ao's dynamically quantised layers (core/precision: int8 where bf16 is not
-    native). Weight-only int8 (``Int8WeightOnlyLinear``) is a plain ATen op that inductor
-    lowers, and compiles."""
-    return any("quantized" in type(m).__module__ for m in model.modules())
+    """fbgemm's dynamic int8 layers (core/smoothquant: int8 on x86), whose packed weights
+    dynamo cannot trace. Weight-only int8 (``Int8WeightOnlyLinear``) is a plain ATen op
+    that inductor lowers, and compiles."""
+    return any(isinstance(m, DynamicInt8Linear) for m in model.modules())
 
 
 def _check_cpp_compiler() -> None:

@@ -1,19 +1,20 @@
-"""Weight precision of the language model: fp32, bf16 or int8, and ``auto`` to choose.
+"""Weight precision of the language model: fp32, bf16, int8 or w8a8, and ``auto`` to choose.
 
 - ``bf16``: weights and activations in bfloat16. Only worth it where the CPU multiplies
   bf16 natively (AVX512-BF16 or AMX); elsewhere oneDNN emulates it and a step gets slower
   than fp32, which is what a user saw with ``--dtype bfloat16`` on the old path. The
   feature is read from the CPU at run time, never assumed.
-- ``int8``: every ``nn.Linear`` but the LM head gets int8 weights, one scale per
-  output row (the head is a ``ShortlistHead``: int8 logits pick the likeliest tokens and
-  those are computed again exactly). Where bf16 is native the activations are bf16 and
-  the weights are only unpacked inside ATen's weight-only kernel
-  (``Int8WeightOnlyLinear``). Elsewhere it is torch's dynamic quantisation (fbgemm, any
-  x86-64 CPU), which also quantises the activations per call: on SmolLM2 that moved
-  logits far (teacher-forced greedy agreement 0.46), so ``auto`` will refuse it there by
-  measurement. torchao's
+- ``int8``: every ``nn.Linear`` but the LM head gets int8 weights, one scale per output
+  row, with bf16 activations, unpacked inside ATen's weight-only kernel
+  (``Int8WeightOnlyLinear``); so only where bf16 is native. torchao's
   ``Int8WeightOnlyConfig`` installs cleanly beside torch 2.13 but, eagerly on this CPU,
   was *slower* than fp32 (1.11 ms against 0.65 ms for a 576×1536 linear at batch 2).
+- ``w8a8``: int8 weights *and* activations: fbgemm's dynamic int8 products on any x86-64
+  CPU, with SmoothQuant's scales folded into the weights first (core/smoothquant.py).
+  The fastest here (a thinking step 0.5 of fp32's) and a little further from fp32 than
+  ``int8`` (teacher-forced greedy agreement 0.95–0.96 against 0.96–0.995).
+- Under both int8 kinds the LM head is a ``ShortlistHead``: int8 logits pick the
+  likeliest tokens and those are computed again exactly in fp32.
 - ``auto``: the fastest of the precisions this CPU runs natively whose greedy tokens
   agree with fp32 (``AGREEMENT``, teacher-forced on fp32's own continuations of a few
   chat-formatted questions), measured once per (CPU model, flags, torch, model, threads)
@@ -37,14 +38,15 @@ import torch
 
 from voice_agent.core.cpu import cache_path, cpu_info, read_cache, write_cache
 from voice_agent.core.skinny import use_skinny_matmuls
+from voice_agent.core.smoothquant import to_dynamic_int8
 from voice_agent.errors import VoiceAgentError
 
 AUTO_CACHE = "dtype_auto.json"
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "int8", "w8a8")
 CHOICES = ("auto", *PRECISIONS)
 ALIASES = {"float32": "fp32", "fp32": "fp32", "bfloat16": "bf16", "bf16": "bf16",
-           "int8": "int8", "auto": "auto", "float16": "fp16", "fp16": "fp16", "half": "fp16"}
+           "int8": "int8", "w8a8": "w8a8", "auto": "auto", "float16": "fp16", "fp16": "fp16", "half": "fp16"}
 AGREEMENT = 0.95          # greedy tokens that must equal fp32's for auto to take a precision
 AUTO_STEPS = 32           # greedy tokens per prompt that fp32 writes and the others must match
 AUTO_TIMED = 16           # decode steps timed per prompt and candidate (first two prompts)
@@ -54,7 +56,7 @@ AUTO_PROMPTS = ("What is the capital of France, and why is it famous?",
                 "I have two apples and buy three more. How many apples do I have now?",
                 "How long should I boil an egg for a soft yolk?",
                 "When does the next train to the airport leave?")
-CACHE_VERSION = 5  # 3: timed with the skinny products; 4: fp32 arena on CPU; 5: shortlist head
+CACHE_VERSION = 6  # 3: skinny products; 4: fp32 arena on CPU; 5: shortlist head; 6: w8a8
 # Tokens of the int8 head's shortlist whose logits are computed again exactly. On the
 # embedded thinker (629 positions of eight assets/eval questions and their greedy
 # continuations) fp32's greedy token was inside the int8 top 8 every time; 32 leaves room.
@@ -80,37 +82,40 @@ def normalize(name: str | None) -> str:
 
 def torch_dtype(precision: str) -> torch.dtype:
     """The activation dtype a precision runs in."""
-    if precision == "int8":
-        return torch.bfloat16 if int8_kind() == "weight_only" else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+            "int8": torch.bfloat16, "w8a8": torch.float32}[precision]
 
 
 def check_runnable(precision: str, device: str) -> None:
     """Refuse, in one line, a precision that cannot run (or would only crawl) here."""
     cuda = str(device).startswith("cuda")
-    if precision == "int8" and cuda:
-        raise PrecisionError("--dtype int8 is the CPU path (fbgemm dynamic quantisation); "
-                             "on CUDA use bf16 or auto")
+    if precision in ("int8", "w8a8") and cuda:
+        raise PrecisionError(f"--dtype {precision} is a CPU path; on CUDA use bf16 or auto")
     if precision == "fp16" and not cuda:
-        raise PrecisionError("--dtype float16 needs CUDA; on a CPU use fp32, bf16, int8 or auto")
-    if (precision == "int8" and int8_kind() == "dynamic"
-            and not fbgemm_available()):
-        raise PrecisionError("--dtype int8 needs native bf16 (AVX512-BF16/AMX) or torch's "
-                             "fbgemm kernels (x86-64); this CPU and build have neither")
+        raise PrecisionError("--dtype float16 needs CUDA; on a CPU use fp32, bf16, int8, "
+                             "w8a8 or auto")
+    if precision == "int8" and not cpu_info().native_bf16:
+        raise PrecisionError("--dtype int8 (int8 weights, bf16 activations) needs native bf16 "
+                             "matmul (AVX512-BF16 or AMX), which this CPU lacks: use w8a8 "
+                             "(int8 activations too) or auto")
+    if precision == "w8a8" and not fbgemm_available():
+        raise PrecisionError("--dtype w8a8 needs torch's fbgemm int8 kernels (x86-64), which "
+                             "this CPU and torch build lack: use fp32 or auto")
 
 
 # ---------------------------------------------------------------- converting a model
 
 
-def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """Convert a loaded fp32 model in place (bf16 cast, or int8 linears); returns it."""
+def apply_precision(model: torch.nn.Module, precision: str, tok: Any = None) -> torch.nn.Module:
+    """Convert a loaded fp32 model in place (bf16 cast, or int8 linears); returns it.
+    int8's dynamic kind calibrates on a few texts, hence the tokenizer."""
     if precision == "fp32":
         return model
     if precision in ("bf16", "fp16"):
         return model.to(torch_dtype(precision))
-    if precision != "int8":
+    if precision not in ("int8", "w8a8"):
         raise PrecisionError(f"unknown precision {precision!r}")
-    _quantize_int8(model)
+    _quantize_int8(model, precision, tok)
     return model
 
 
@@ -203,15 +208,9 @@ def fbgemm_available() -> bool:
     return bool({"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines))
 
 
-def int8_kind() -> str:
-    """How int8 runs on this CPU: "weight_only" (bf16 activations) where bf16 is native,
-    else "dynamic" (fbgemm, fp32 activations quantised per call)."""
-    return "weight_only" if cpu_info().native_bf16 else "dynamic"
-
-
 def to_weight_only_int8(model: torch.nn.Module, keep: torch.nn.Module | None = None) -> None:
     """bf16 activations and every ``nn.Linear`` but ``keep`` as ``Int8WeightOnlyLinear``,
-    in place (what ``--dtype int8`` loads where bf16 is native)."""
+    in place (int8 where fbgemm is missing but bf16 is native)."""
     model.to(torch.bfloat16)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
@@ -219,29 +218,22 @@ def to_weight_only_int8(model: torch.nn.Module, keep: torch.nn.Module | None = N
                 setattr(parent, name, Int8WeightOnlyLinear(child, torch.bfloat16))
 
 
-def _quantize_int8(model: torch.nn.Module) -> None:
+def _quantize_int8(model: torch.nn.Module, precision: str, tok: Any) -> None:
     # The head is not quantised in place: it becomes a ShortlistHead (which keeps the
     # float weights, so a tied embedding is untouched) after the layers are converted.
     head = model.get_output_embeddings()
     keep = head if isinstance(head, torch.nn.Linear) else None
-    shortlist = (ShortlistHead(keep.weight, keep.bias)  # fp32 rows, before any bf16 cast
+    shortlist = (ShortlistHead(keep.weight, keep.bias)  # fp32 rows, before any change
                  if keep is not None and fbgemm_available() else None)
-    if int8_kind() == "weight_only":
-        to_weight_only_int8(model, keep=keep)
+    if precision == "w8a8":
+        if tok is None:
+            raise PrecisionError("w8a8 calibrates on a few texts: pass the tokenizer")
+        to_dynamic_int8(model, tok, keep=keep)
     else:
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        torch.backends.quantized.engine = "fbgemm"
-        with warnings.catch_warnings():
-            # torch 2.13 marks torch.ao eager quantisation as moving to torchao, whose
-            # eager int8 path is slower here (module docstring): used knowingly.
-            warnings.simplefilter("ignore")
-            layers = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
-                      if isinstance(m, torch.nn.Linear) and m is not keep}
-            quantize_dynamic(model, layers, dtype=torch.qint8, inplace=True)
+        to_weight_only_int8(model, keep=keep)
     if shortlist is not None:
         model.set_output_embeddings(shortlist)
-    model.config.voice_agent_precision = "int8"
+    model.config.voice_agent_precision = precision
 
 
 def precision_of(model: torch.nn.Module) -> str:
@@ -281,8 +273,9 @@ def candidates(device: str) -> list[str]:
     out = ["fp32"]
     if cpu_info().native_bf16:
         out.append("bf16")
-    if int8_kind() == "weight_only" or fbgemm_available():
         out.append("int8")
+    if fbgemm_available():
+        out.append("w8a8")
     return out
 
 
@@ -316,7 +309,7 @@ def measure_auto(model_name: str, load_fp32: Callable[[], tuple[Any, Any]],
     ms, agree = {}, {}
     for prec in cands:
         model, tok = load_fp32()
-        apply_precision(model, prec)
+        apply_precision(model, prec, tok)
         use_skinny_matmuls(model, skinny_matmul)
         if ref is None:  # fp32 comes first: it is the reference
             prompts = [chat_prompt(tok, q) for q in AUTO_PROMPTS]
@@ -417,9 +410,9 @@ def load_llm_precise(name: str | None, device: str = "cpu", dtype: str | None = 
         auto = choose_auto(label, load_fp32, device, skinny_matmul=skinny_matmul)
         prec = auto.precision
     check_runnable(prec, device)
-    load_dtype = torch.float32 if prec in ("fp32", "int8") else torch_dtype(prec)
+    load_dtype = torch.float32 if prec in ("fp32", "int8", "w8a8") else torch_dtype(prec)
     model, tok = load_llm(name, device, load_dtype)
-    apply_precision(model, prec)
+    apply_precision(model, prec, tok)
     model.config.voice_agent_precision = prec
     model.config.voice_agent_skinny = use_skinny_matmuls(model, skinny_matmul)
     if auto is not None:
