@@ -91,7 +91,8 @@ def test_dynamically_quantised_int8_is_refused_by_name(tiny):
     from voice_agent.core.smoothquant import to_dynamic_int8
 
     model = copy.deepcopy(tiny[0])
-    to_dynamic_int8(model, tiny[1], keep=model.get_output_embeddings())
+    to_dynamic_int8(model, tiny[1], ["a few words to calibrate on"],
+                    keep=model.get_output_embeddings())
     with pytest.raises(CompileError, match="fbgemm's dynamic int8"):
         CompiledDecode(model, _arena(model))
 

@@ -112,7 +112,8 @@ def test_smoothquant_scales_leave_the_fp32_model_unchanged(thinker_runs):
 
     ref, tok = P.load_llm_precise("tiny", "cpu", "fp32")
     smoothed = copy.deepcopy(ref)
-    amax = SQ.calibration_maxima(smoothed, tok, skip=smoothed.get_output_embeddings())
+    texts = [P.chat_prompt(tok, q) + a for q, a in SQ.CALIBRATION]
+    amax = SQ.calibration_maxima(smoothed, tok, texts, skip=smoothed.get_output_embeddings())
     assert amax and all(torch.isfinite(a).all() and (a >= 0).all() for a in amax.values())
     assert SQ.smooth(smoothed, amax)
     moved = [n for (n, a), b in zip(ref.named_parameters(), smoothed.parameters())

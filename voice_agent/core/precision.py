@@ -38,7 +38,7 @@ import torch
 
 from voice_agent.core.cpu import cache_path, cpu_info, read_cache, write_cache
 from voice_agent.core.skinny import use_skinny_matmuls
-from voice_agent.core.smoothquant import to_dynamic_int8
+from voice_agent.core.smoothquant import CALIBRATION, row_scales, to_dynamic_int8
 from voice_agent.errors import VoiceAgentError
 
 AUTO_CACHE = "dtype_auto.json"
@@ -117,11 +117,6 @@ def apply_precision(model: torch.nn.Module, precision: str, tok: Any = None) -> 
         raise PrecisionError(f"unknown precision {precision!r}")
     _quantize_int8(model, precision, tok)
     return model
-
-
-def row_scales(w: torch.Tensor) -> torch.Tensor:
-    """Symmetric int8 scales, one per output row: the row's largest |weight| maps to 127."""
-    return (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
 
 
 class Int8WeightOnlyLinear(torch.nn.Module):
@@ -228,7 +223,8 @@ def _quantize_int8(model: torch.nn.Module, precision: str, tok: Any) -> None:
     if precision == "w8a8":
         if tok is None:
             raise PrecisionError("w8a8 calibrates on a few texts: pass the tokenizer")
-        to_dynamic_int8(model, tok, keep=keep)
+        texts = [chat_prompt(tok, question) + answer for question, answer in CALIBRATION]
+        to_dynamic_int8(model, tok, texts, keep=keep)
     else:
         to_weight_only_int8(model, keep=keep)
     if shortlist is not None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -70,12 +71,15 @@ CALIBRATION = (
 )
 
 
-def calibration_maxima(model: torch.nn.Module, tok: Any, skip: torch.nn.Module | None = None
-                       ) -> dict[str, torch.Tensor]:
-    """Per input channel, the largest |x| each ``nn.Linear`` (but ``skip``) sees over the
-    calibration texts (fp32, one prefill each)."""
-    from voice_agent.core.precision import chat_prompt
+def row_scales(w: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 scales, one per output row: the row's largest |weight| maps to 127."""
+    return (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
 
+
+def calibration_maxima(model: torch.nn.Module, tok: Any, texts: Sequence[str],
+                       skip: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Per input channel, the largest |x| each ``nn.Linear`` (but ``skip``) sees over
+    ``texts`` (``CALIBRATION`` in the model's chat template; fp32, one prefill each)."""
     amax: dict[str, torch.Tensor] = {}
     hooks = []
     for name, m in model.named_modules():
@@ -88,8 +92,8 @@ def calibration_maxima(model: torch.nn.Module, tok: Any, skip: torch.nn.Module |
     dev = next(model.parameters()).device
     try:
         with torch.inference_mode():
-            for question, answer in CALIBRATION:
-                ids = tok.encode(chat_prompt(tok, question) + answer, add_special_tokens=False)
+            for text in texts:
+                ids = tok.encode(text, add_special_tokens=False)
                 model(input_ids=torch.tensor([ids], device=dev))
     finally:
         for h in hooks:
@@ -161,8 +165,6 @@ class DynamicInt8Linear(torch.nn.Module):
 
     def __init__(self, linear: torch.nn.Linear, reduce_range: bool | None = None) -> None:
         super().__init__()
-        from voice_agent.core.precision import row_scales
-
         w = linear.weight.detach().float()
         scale = row_scales(w)
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -198,11 +200,13 @@ class DynamicInt8Linear(torch.nn.Module):
                 f"reduce_range={self.reduce_range}")
 
 
-def to_dynamic_int8(model: torch.nn.Module, tok: Any, keep: torch.nn.Module | None = None) -> bool:
-    """Smooth (where the architecture is known) and swap every ``nn.Linear`` but ``keep``
-    for ``DynamicInt8Linear``, in place; returns whether it was smoothed."""
+def to_dynamic_int8(model: torch.nn.Module, tok: Any, texts: Sequence[str],
+                    keep: torch.nn.Module | None = None) -> bool:
+    """Smooth (where the architecture is known; maxima over ``texts``) and swap every
+    ``nn.Linear`` but ``keep`` for ``DynamicInt8Linear``, in place; returns whether it
+    was smoothed."""
     torch.backends.quantized.engine = "fbgemm"
-    smoothed = smooth(model, calibration_maxima(model, tok, skip=keep))
+    smoothed = smooth(model, calibration_maxima(model, tok, texts, skip=keep))
     if not smoothed:
         logger.warning("int8: no SmoothQuant scales for model type %r (known: %s); its "
                        "activations are quantised as they are, which may cost accuracy",
