@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,7 +37,7 @@ import torch
 
 from voice_agent.core.cpu import cache_path, cpu_info, read_cache, write_cache
 from voice_agent.core.skinny import use_skinny_matmuls
-from voice_agent.core.smoothquant import CALIBRATION, row_scales, to_dynamic_int8
+from voice_agent.core.smoothquant import CALIBRATION, fbgemm_pack, row_scales, to_dynamic_int8
 from voice_agent.errors import VoiceAgentError
 
 AUTO_CACHE = "dtype_auto.json"
@@ -176,14 +175,7 @@ class ShortlistHead(torch.nn.Module):
         self.k = min(int(k), self.out_features)
         wf = weight.detach().float()  # no copy when already fp32: a tied embedding's matrix
         self.register_buffer("weight", wf, persistent=False)
-        scale = row_scales(wf)
-        with warnings.catch_warnings():
-            # torch 2.13 marks quantised tensors as deprecated; fbgemm's kernel is used
-            # knowingly (the module docstring says why not torchao's).
-            warnings.simplefilter("ignore")
-            q = torch.quantize_per_channel(wf, scale.double(), torch.zeros_like(scale, dtype=torch.long),
-                                           0, torch.qint8)
-            self._packed = torch.ops.quantized.linear_prepack(q, None)
+        self._packed = fbgemm_pack(wf)
         self.bias = None if bias is None else bias.detach().float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

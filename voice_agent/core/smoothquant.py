@@ -76,6 +76,19 @@ def row_scales(w: torch.Tensor) -> torch.Tensor:
     return (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
 
 
+def fbgemm_pack(w: torch.Tensor) -> Any:
+    """fp32 weights (out, in) as fbgemm's packed int8 matrix for ``linear_dynamic``:
+    int8, one scale per output row (``row_scales``), no bias."""
+    scale = row_scales(w)
+    with warnings.catch_warnings():
+        # torch 2.13 marks quantised tensors as deprecated; fbgemm's kernel is used
+        # knowingly (core/precision's docstring says why not torchao's).
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_channel(w, scale.double(), torch.zeros_like(scale, dtype=torch.long),
+                                       0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(q, None)
+
+
 def calibration_maxima(model: torch.nn.Module, tok: Any, texts: Sequence[str],
                        skip: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Per input channel, the largest |x| each ``nn.Linear`` (but ``skip``) sees over
@@ -165,19 +178,11 @@ class DynamicInt8Linear(torch.nn.Module):
 
     def __init__(self, linear: torch.nn.Linear, reduce_range: bool | None = None) -> None:
         super().__init__()
-        w = linear.weight.detach().float()
-        scale = row_scales(w)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.reduce_range = (not full_range()) if reduce_range is None else reduce_range
         # the bias is added after the product: rows are scaled inside it (forward)
         self.bias = None if linear.bias is None else linear.bias.detach().float()
-        with warnings.catch_warnings():
-            # torch 2.13 marks quantised tensors as deprecated; fbgemm's kernel is used
-            # knowingly (core/precision's docstring says why not torchao's).
-            warnings.simplefilter("ignore")
-            q = torch.quantize_per_channel(w, scale.double(), torch.zeros_like(scale, dtype=torch.long),
-                                           0, torch.qint8)
-            self._packed = torch.ops.quantized.linear_prepack(q, None)
+        self._packed = fbgemm_pack(linear.weight.detach().float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
