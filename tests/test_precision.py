@@ -30,9 +30,9 @@ from voice_agent.core import smoothquant as SQ  # noqa: E402
 
 TOL = {"bf16": 0.05, "int8": 0.10, "w8a8": 0.10 if SQ.full_range() else 0.25}
 AGREE = {"bf16": 0.95, "int8": 0.95, "w8a8": 0.95 if SQ.full_range() else 0.85}
-# int8 (weight-only, bf16 activations) runs only where bf16 is native: elsewhere it is
-# refused in one line (test_int8_needs_native_bf16_and_says_so), so it is tested here only
-# where it runs; w8a8 runs on any x86-64 CPU.
+# int8 (weight-only, bf16 activations) is itself only where bf16 is native: elsewhere it
+# runs as w8a8 (test_int8_is_weight_only_where_bf16_is_native_and_w8a8_elsewhere), so it
+# is tested as int8 only where it is; w8a8 runs on any x86-64 CPU.
 LOWP = ["bf16", "w8a8"] + (["int8"] if P.cpu_info().native_bf16 else [])
 QUESTIONS = ["what is the capital of france and why is it famous?",
              "how long does it take to boil an egg?",
@@ -91,17 +91,26 @@ def test_engine_runs_in_low_precision_with_an_fp32_arena_on_cpu(prec):
     assert 0 < len(eng.thoughts.ids) <= 12 and eng.done
 
 
-def test_int8_needs_native_bf16_and_says_so():
-    """Weight-only int8 feeds bf16 activations to ATen's kernel: where bf16 is emulated it
-    is refused in one line that names w8a8, and auto does not try it."""
+def test_int8_is_weight_only_where_bf16_is_native_and_w8a8_elsewhere(monkeypatch):
+    """Weight-only int8 feeds bf16 activations to ATen's kernel: where bf16 is emulated
+    ``--dtype int8`` runs as w8a8 (and says so), and auto does not try it as its own
+    candidate; with neither bf16 nor fbgemm it is refused in one line."""
     native = P.cpu_info().native_bf16
     assert ("int8" in P.candidates("cpu")) == native
     assert ("w8a8" in P.candidates("cpu")) == P.fbgemm_available()
-    if native:
+    assert P.int8_here("int8") == ("int8" if native else "w8a8")
+    assert P.int8_here("fp32") == "fp32" and P.int8_here("w8a8") == "w8a8"
+
+    class NoBf16:
+        native_bf16 = False
+    monkeypatch.setattr(P, "cpu_info", lambda: NoBf16())
+    assert P.int8_here("int8") == "w8a8"
+    model, _ = P.load_llm_precise("tiny", "cpu", "int8")
+    assert P.precision_of(model) == "w8a8"
+    assert any(isinstance(m, SQ.DynamicInt8Linear) for m in model.modules())
+    monkeypatch.setattr(P, "fbgemm_available", lambda: False)
+    with pytest.raises(P.PrecisionError, match="needs native bf16 matmul .* or torch's fbgemm"):
         P.check_runnable("int8", "cpu")
-    else:
-        with pytest.raises(P.PrecisionError, match="needs native bf16.*use w8a8"):
-            P.check_runnable("int8", "cpu")
 
 
 def test_smoothquant_scales_leave_the_fp32_model_unchanged(thinker_runs):

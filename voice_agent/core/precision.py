@@ -6,7 +6,8 @@
   feature is read from the CPU at run time, never assumed.
 - ``int8``: every ``nn.Linear`` but the LM head gets int8 weights, one scale per output
   row, with bf16 activations, unpacked inside ATen's weight-only kernel
-  (``Int8WeightOnlyLinear``); so only where bf16 is native. torchao's
+  (``Int8WeightOnlyLinear``), where bf16 is native; elsewhere it runs as ``w8a8``
+  (``int8_here``), since emulated bf16 activations are slower than fp32. torchao's
   ``Int8WeightOnlyConfig`` installs cleanly beside torch 2.13 but, eagerly on this CPU,
   was *slower* than fp32 (1.11 ms against 0.65 ms for a 576×1536 linear at batch 2).
 - ``w8a8``: int8 weights *and* activations: fbgemm's dynamic int8 products on any x86-64
@@ -93,13 +94,22 @@ def check_runnable(precision: str, device: str) -> None:
     if precision == "fp16" and not cuda:
         raise PrecisionError("--dtype float16 needs CUDA; on a CPU use fp32, bf16, int8, "
                              "w8a8 or auto")
-    if precision == "int8" and not cpu_info().native_bf16:
-        raise PrecisionError("--dtype int8 (int8 weights, bf16 activations) needs native bf16 "
-                             "matmul (AVX512-BF16 or AMX), which this CPU lacks: use w8a8 "
-                             "(int8 activations too) or auto")
+    if precision == "int8" and not cpu_info().native_bf16 and not fbgemm_available():
+        raise PrecisionError("--dtype int8 needs native bf16 matmul (AVX512-BF16 or AMX) or "
+                             "torch's fbgemm int8 kernels (x86-64); this CPU and torch build "
+                             "have neither: use fp32 or auto")
     if precision == "w8a8" and not fbgemm_available():
         raise PrecisionError("--dtype w8a8 needs torch's fbgemm int8 kernels (x86-64), which "
                              "this CPU and torch build lack: use fp32 or auto")
+
+
+def int8_here(precision: str, device: str = "cpu") -> str:
+    """What ``int8`` runs as here: weight-only int8 (bf16 activations) where bf16 is
+    native; elsewhere on a CPU, bf16 activations would be emulated (slower than fp32), so
+    int8 weights run as ``w8a8`` (int8 activations too), and say so in traces."""
+    if precision == "int8" and not str(device).startswith("cuda") and not cpu_info().native_bf16:
+        return "w8a8"
+    return precision
 
 
 # ---------------------------------------------------------------- converting a model
@@ -398,6 +408,7 @@ def load_llm_precise(name: str | None, device: str = "cpu", dtype: str | None = 
         auto = choose_auto(label, load_fp32, device, skinny_matmul=skinny_matmul)
         prec = auto.precision
     check_runnable(prec, device)
+    prec = int8_here(prec, device)
     load_dtype = torch.float32 if prec in ("fp32", "int8", "w8a8") else torch_dtype(prec)
     model, tok = load_llm(name, device, load_dtype)
     apply_precision(model, prec, tok)
