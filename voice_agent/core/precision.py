@@ -106,7 +106,7 @@ def check_runnable(precision: str, device: str) -> None:
 def int8_here(precision: str, device: str = "cpu") -> str:
     """What ``int8`` runs as here: weight-only int8 (bf16 activations) where bf16 is
     native; elsewhere on a CPU, bf16 activations would be emulated (slower than fp32), so
-    int8 weights run as ``w8a8`` (int8 activations too), and say so in traces."""
+    int8 weights run as ``w8a8`` (int8 activations too; ``precision_of`` says so)."""
     if precision == "int8" and not str(device).startswith("cuda") and not cpu_info().native_bf16:
         return "w8a8"
     return precision
