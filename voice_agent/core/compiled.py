@@ -217,8 +217,9 @@ class CompiledDecode:
             raise ValueError(f"shapes must be one of {SHAPES}, got {shapes!r}")
         if _has_dynamic_int8(model):
             raise CompileError("the compiled step does not take fbgemm's dynamic int8 "
-                               "weights (--dtype int8 on x86: its packed weights do not "
-                               "compile); use --dtype fp32 or bf16, or leave compile off")
+                               "weights (--dtype w8a8, or int8 where bf16 is not native: "
+                               "its packed weights do not compile); use --dtype fp32, bf16 "
+                               "or int8 where bf16 is native, or leave compile off")
         if not cuda:
             _check_cpp_compiler()
         self.model, self.arena = model, arena
