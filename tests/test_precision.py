@@ -237,6 +237,22 @@ def test_replay_refuses_an_unknown_dtype_in_one_line(capsys, tmp_path):
     assert code != 0 and err[-1].startswith("error: ") and "fp8" in err[-1]
 
 
+def test_a_session_reports_the_precision_that_ran(tmp_path):
+    """The trace header and report keep ``runtime.dtype`` as given and name what ran:
+    int8 is w8a8 where bf16 is not native."""
+    import json
+
+    from voice_agent.cli import main
+
+    out = tmp_path / "run"
+    assert main(["replay", "assets/samples/seven_times_eight.wav", "--llm", "tiny", "--dtype",
+                 "int8", "--set", "engine.max_thoughts=4", "--set", "engine.max_answer=3", "--fast", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["models"]["llm"]["precision"] == P.int8_here("int8")
+    header = json.loads((out / "trace.jsonl").read_text().splitlines()[0])
+    assert header["config"]["runtime"]["dtype"] == "int8"
+
+
 def test_int8_head_shortlist_is_exact_where_it_counts():
     """core/precision.ShortlistHead: int8 logits choose the top k, which are recomputed in
     fp32 from the head's own weights; the greedy token is the exact head's."""

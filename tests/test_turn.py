@@ -409,6 +409,7 @@ def test_session_hears_the_whole_question_in_one_turn(tmp_path, whisper_model, t
     assert result.exit_code == 0, result.error
     header, events = read_trace(out / "trace.jsonl")
     assert header["models"]["turn"]["name"] == turn_model
+    assert header["models"]["llm"]["precision"] == "fp32"  # what ran (tiny, as loaded)
     kinds = [e["ev"] for e in events]
     finals = [e for e in events if e["ev"] == "asr.final"]
     assert "turn.decision" in kinds and (out / "timeline.png").exists()

@@ -250,6 +250,11 @@ def _run_session(*, source_factory: Any, config: Config, models: Models, out_dir
         decoder = build_decoder(mode, models.llm, config, clock)
     else:
         decoder.clock = clock
+    if (model := getattr(decoder, "model", None)) is not None and hasattr(model, "config"):
+        from voice_agent.core.precision import precision_of
+
+        # what ran, not the setting: auto's pick, or int8 running as w8a8 (core/precision)
+        llm_info["precision"] = precision_of(model)
     whisper = whisper or load_whisper(asr_cfg.model, asr_cfg.cpu_threads)
     tts = tts or PiperTts(tts_cfg)
     _warm_up(decoder, tts)

@@ -34,8 +34,10 @@ HEADER_FIELDS: dict[str, str] = {
               "of audio time 0, to map `audio_t` onto `t`); a fast replay adds "
               "`audio_realtime: false` (audio went in faster than real time, so the report "
               "places each end of speech at its `vad.end`'s `t`)",
-    "models": "per role (llm, asr, tts): how the model resolved (role, name, source, path, "
-              "description, size_bytes, sha256_ok)",
+    "models": "per role (llm, asr, tts, turn): how the model resolved (role, name, source, "
+              "path, description, size_bytes, sha256_ok); a session's llm row also has "
+              "`precision`, the weights' precision that ran (`auto`'s pick, or `w8a8` where "
+              "int8 runs so; the `runtime.dtype` setting stays in `config`)",
     "host": "node, python and machine of the computer that ran the session",
 }
 
