@@ -20,13 +20,15 @@ outlier cause it, and each has a fix that is exact in real arithmetic:
   (``CALIBRATION``, our own wording; none is an evaluation or ``auto`` probe question).
 - **Outlier tokens.** Some positions (the first token, some delimiters) carry activations
   orders of magnitude above the rest; in a prefill they would set the scale of every row.
-  Rows whose largest magnitude is over ``LOUD_ROW`` times the median row's are quantised
-  alone (``DynamicInt8Linear``). A decode step has one or two rows and skips the check.
+  From ``ROW_SCALED`` rows up, ``DynamicInt8Linear`` scales each row to the same largest
+  |x| before the product and back after (the product is linear), so quantisation is per
+  row. A decode step (one or two rows) skips it: at two rows it cost 4 ms a step for no
+  agreement gain measured.
 
 Measured on SmolLM2-135M + the thinker adapter (teacher-forced greedy agreement with fp32
-on the ``assets/eval`` thoughts, 177 tokens; `docs/performance.md`): plain 0.50, full
-8-bit range 0.67, smoothed α 0.5 0.86, with loud rows alone **0.96**; α 0.65 / 0.8
-0.95 / 0.92. Every row alone would give 0.98, at a call per row.
+on the ``assets/eval`` thoughts, 177 tokens; `docs/performance.md`, "w8a8"): plain 0.50,
+full 8-bit range 0.67, smoothed α 0.5 0.86, with prefill rows scaled **0.96**. Every row
+quantised in its own call gave 0.98, at a call per row.
 
 ``reduce_range``: fbgemm's default quantises activations to 7 bits because without VNNI
 its u8·s8 pair products saturate in int16. With AVX512-VNNI or AVX-VNNI they accumulate
