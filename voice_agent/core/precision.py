@@ -117,7 +117,8 @@ def int8_here(precision: str, device: str = "cpu") -> str:
 
 def apply_precision(model: torch.nn.Module, precision: str, tok: Any = None) -> torch.nn.Module:
     """Convert a loaded fp32 model in place (bf16 cast, or int8 linears); returns it.
-    int8's dynamic kind calibrates on a few texts, hence the tokenizer."""
+    ``precision`` is taken as given (``load_llm_precise`` resolves int8 with
+    ``int8_here``); w8a8 calibrates on a few texts, hence the tokenizer."""
     if precision == "fp32":
         return model
     if precision in ("bf16", "fp16"):
