@@ -335,7 +335,10 @@ def _warm_up(decoder: Any, tts: Any) -> None:
     decoder.warm_up()
 
 
-def print_summary(result: RunResult, as_json: bool, stream: Any = sys.stdout) -> None:
+def print_summary(result: RunResult, as_json: bool, stream: Any = None) -> None:
+    # sys.stdout read per call, not bound at import: a caller (or pytest's capture) may
+    # have replaced it since
+    stream = stream or sys.stdout
     session = result.metrics.get("session", {})
     if as_json:
         summary = dict(session)
