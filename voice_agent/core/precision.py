@@ -38,7 +38,8 @@ import torch
 
 from voice_agent.core.cpu import cache_path, cpu_info, read_cache, write_cache
 from voice_agent.core.skinny import use_skinny_matmuls
-from voice_agent.core.smoothquant import CALIBRATION, fbgemm_pack, row_scales, to_dynamic_int8
+from voice_agent.core.smoothquant import (CALIBRATION, fbgemm_pack, row_scales, swap_linears,
+                                          to_dynamic_int8)
 from voice_agent.errors import VoiceAgentError
 
 AUTO_CACHE = "dtype_auto.json"
@@ -208,12 +209,9 @@ def fbgemm_available() -> bool:
 
 def to_weight_only_int8(model: torch.nn.Module, keep: torch.nn.Module | None = None) -> None:
     """bf16 activations and every ``nn.Linear`` but ``keep`` as ``Int8WeightOnlyLinear``,
-    in place (int8 where fbgemm is missing but bf16 is native)."""
+    in place (``--dtype int8`` where bf16 is native)."""
     model.to(torch.bfloat16)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear) and child is not keep:
-                setattr(parent, name, Int8WeightOnlyLinear(child, torch.bfloat16))
+    swap_linears(model, lambda lin: Int8WeightOnlyLinear(lin, torch.bfloat16), keep)
 
 
 def _quantize_int8(model: torch.nn.Module, precision: str, tok: Any) -> None:

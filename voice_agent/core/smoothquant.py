@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -92,17 +92,18 @@ def fbgemm_pack(w: torch.Tensor) -> Any:
 
 
 def calibration_maxima(model: torch.nn.Module, tok: Any, texts: Sequence[str],
-                       skip: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+                       skip: torch.nn.Module | None = None) -> dict[torch.nn.Module, torch.Tensor]:
     """Per input channel, the largest |x| each ``nn.Linear`` (but ``skip``) sees over
-    ``texts`` (``CALIBRATION`` in the model's chat template; fp32, one prefill each)."""
-    amax: dict[str, torch.Tensor] = {}
+    ``texts`` (``CALIBRATION`` in the model's chat template; fp32, one prefill each),
+    keyed by the layer."""
+    amax: dict[torch.nn.Module, torch.Tensor] = {}
     hooks = []
-    for name, m in model.named_modules():
+    for m in model.modules():
         if isinstance(m, torch.nn.Linear) and m is not skip:
-            def hook(_mod, inputs, _out, name=name):
+            def hook(mod, inputs, _out):
                 x = inputs[0].detach().float()
                 a = x.reshape(-1, x.shape[-1]).abs().amax(0)
-                amax[name] = torch.maximum(amax[name], a) if name in amax else a
+                amax[mod] = torch.maximum(amax[mod], a) if mod in amax else a
             hooks.append(m.register_forward_hook(hook))
     dev = next(model.parameters()).device
     try:
@@ -120,7 +121,8 @@ def _scales(x_max: torch.Tensor, w_max: torch.Tensor, alpha: float) -> torch.Ten
     return (x_max.clamp_min(1e-5) ** alpha / w_max.clamp_min(1e-5) ** (1 - alpha)).clamp_min(1e-5)
 
 
-def smooth(model: torch.nn.Module, amax: dict[str, torch.Tensor], alpha: float = ALPHA) -> bool:
+def smooth(model: torch.nn.Module, amax: dict[torch.nn.Module, torch.Tensor],
+           alpha: float = ALPHA) -> bool:
     """Fold SmoothQuant's scales into the fp32 weights in place (the function computed is
     unchanged, up to rounding); False, untouched, where the architecture is not known."""
     cfg = model.config
@@ -129,36 +131,26 @@ def smooth(model: torch.nn.Module, amax: dict[str, torch.Tensor], alpha: float =
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     group = heads // kv_heads
-    base = model.base_model
     with torch.no_grad():
-        for i, layer in enumerate(base.layers):
+        for layer in model.base_model.layers:
             at, mlp = layer.self_attn, layer.mlp
-            name = f"{base_prefix(model)}layers.{i}."
-            for norm, lins, key in ((layer.input_layernorm, (at.q_proj, at.k_proj, at.v_proj), "self_attn.q_proj"),
-                                    (layer.post_attention_layernorm, (mlp.gate_proj, mlp.up_proj), "mlp.gate_proj")):
+            for norm, lins in ((layer.input_layernorm, (at.q_proj, at.k_proj, at.v_proj)),
+                               (layer.post_attention_layernorm, (mlp.gate_proj, mlp.up_proj))):
                 w_max = torch.cat([lin.weight for lin in lins]).abs().amax(0)
-                s = _scales(amax[name + key], w_max, alpha)
+                s = _scales(amax[lins[0]], w_max, alpha)  # the layers share their input
                 norm.weight.div_(s)
                 for lin in lins:
                     lin.weight.mul_(s)
-            s = _scales(amax[name + "mlp.down_proj"], mlp.down_proj.weight.abs().amax(0), alpha)
+            s = _scales(amax[mlp.down_proj], mlp.down_proj.weight.abs().amax(0), alpha)
             _scale_rows(mlp.up_proj, 1 / s)
             mlp.down_proj.weight.mul_(s)
             # o_proj's input channel (head h, dim d) is V's channel (h // group, d)
-            x_max = amax[name + "self_attn.o_proj"].view(kv_heads, group, head_dim).amax(1)
+            x_max = amax[at.o_proj].view(kv_heads, group, head_dim).amax(1)
             w_max = at.o_proj.weight.abs().amax(0).view(kv_heads, group, head_dim).amax(1)
             s = _scales(x_max, w_max, alpha)
             _scale_rows(at.v_proj, 1 / s.reshape(-1))
             at.o_proj.weight.mul_(s[:, None, :].expand(kv_heads, group, head_dim).reshape(-1))
     return True
-
-
-def base_prefix(model: torch.nn.Module) -> str:
-    """The module-name prefix of the decoder layers ("model." for *ForCausalLM)."""
-    for name, m in model.named_modules():
-        if m is model.base_model:
-            return f"{name}." if name else ""
-    return ""
 
 
 def _scale_rows(lin: torch.nn.Linear, s: torch.Tensor) -> None:
@@ -176,7 +168,8 @@ def full_range() -> bool:
 
 class DynamicInt8Linear(torch.nn.Module):
     """A linear layer as fbgemm's dynamic int8 product: int8 weights, one scale per output
-    row; the fp32 activation quantised per call (loud rows alone, module docstring)."""
+    row; the fp32 activation quantised per call, per row from ``ROW_SCALED`` rows up
+    (module docstring)."""
 
     def __init__(self, linear: torch.nn.Linear, reduce_range: bool | None = None) -> None:
         super().__init__()
@@ -218,8 +211,14 @@ def to_dynamic_int8(model: torch.nn.Module, tok: Any, texts: Sequence[str],
         logger.warning("int8: no SmoothQuant scales for model type %r (known: %s); its "
                        "activations are quantised as they are, which may cost accuracy",
                        getattr(model.config, "model_type", None), ", ".join(SMOOTHABLE))
+    swap_linears(model, DynamicInt8Linear, keep)
+    return smoothed
+
+
+def swap_linears(model: torch.nn.Module, make: Callable[[torch.nn.Linear], torch.nn.Module],
+                 keep: torch.nn.Module | None = None) -> None:
+    """Replace every ``nn.Linear`` of ``model`` but ``keep`` by ``make(linear)``, in place."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear) and child is not keep:
-                setattr(parent, name, DynamicInt8Linear(child))
-    return smoothed
+                setattr(parent, name, make(child))
