@@ -142,6 +142,7 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
             "ended_by": decisions[-1].by if decisions else "end of input",
             "p_end": decisions[-1].probability if decisions else None,
             "model_ms": [d.ms for d in decisions if d.by == "model"],
+            "decodes": len(collector.decode_s),
             "wer": round(word_error_rate(item["text"], " ".join(u.text for u in done)), 3),
         })
         print(json.dumps({"setting": label, **rows[-1]}), file=sys.stderr, flush=True)
@@ -173,6 +174,7 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
         "ended_by_limit": [r["clip"] for r in rows if r["ended_by"] == "limit"],
         "median_model_ms": round(statistics.median(model_ms), 1) if model_ms else None,
         "median_decode_ms": round(1000 * statistics.median(decode_s), 1) if decode_s else None,
+        "decodes": len(decode_s),  # every decode that ran (a pause's pass that speech went on after too)
         "mean_wer": round(statistics.mean(r["wer"] for r in rows), 3),
         "rows": rows,
     }

@@ -262,22 +262,29 @@ def test_two_minutes_of_speech_stream_with_bounded_buffer_and_update_time(whispe
 
 
 
-def test_a_final_needs_a_hypothesis_that_heard_past_the_voiced_end(whisper_model):
-    """The VAD ends speech before soft unvoiced endings. A pass that stopped one frame
-    after the voiced end must not be reused as the final: the final decodes the tail."""
-    from voice_agent.asr.utterance import UtteranceRecognizer
-    from voice_agent.asr.whisper import WhisperDecoder
+def _voiced_end(pcm: np.ndarray) -> float:
+    """The audio time where the VAD says the voiced audio of a one-utterance clip ends."""
     from voice_agent.audio.frames import AudioFrame
     from voice_agent.audio.vad import Vad
 
-    path = Path(__file__).resolve().parent.parent / "assets" / "samples" / "capital_of_france.wav"
-    pcm = to_int16(read_wav(path))
     vad, speech_end = Vad(VadConfig()), None
     for i in range(0, len(pcm) - 320, 320):
         for d in vad.process(AudioFrame(t=0.0, audio_t=i / 16000, pcm=pcm[i:i + 320])):
             if isinstance(d, VadEnd):
                 speech_end = d.audio_t
     assert speech_end is not None
+    return speech_end
+
+
+def test_a_final_needs_a_hypothesis_that_heard_past_the_voiced_end(whisper_model):
+    """The VAD ends speech before soft unvoiced endings. A pass that stopped one frame
+    after the voiced end must not be reused as the final: the final decodes the tail."""
+    from voice_agent.asr.utterance import UtteranceRecognizer
+    from voice_agent.asr.whisper import WhisperDecoder
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "samples" / "capital_of_france.wav"
+    pcm = to_int16(read_wav(path))
+    speech_end = _voiced_end(pcm)
     cfg = AsrConfig(final_tail_s=0.15)
     events = []
     rec = UtteranceRecognizer(WhisperDecoder(whisper_model, cfg), SimClock(), cfg, events.append)
@@ -299,7 +306,7 @@ def test_no_update_starts_while_a_pause_waits_for_its_tail(whisper_model):
 
     path = Path(__file__).resolve().parent.parent / "assets" / "samples" / "capital_of_france.wav"
     pcm = to_int16(read_wav(path))
-    cfg = AsrConfig(interval_s=0.5, final_tail_s=0.15)
+    cfg = AsrConfig(interval_s=0.5, final_tail_s=0.15, speculate_after_s=0.15)  # no padding
     asr = StreamingAsr(WhisperDecoder(whisper_model, cfg), SimClock(), cfg, lambda e: None,
                        threaded=False)
     at = lambda s: int(round(s * 16000))  # noqa: E731
@@ -313,4 +320,37 @@ def test_no_update_starts_while_a_pause_waits_for_its_tail(whisper_model):
     asr.resume()                                     # speech went on: updates as usual
     asr.push(pcm[at(0.60):at(1.10)])
     assert asr.stats.decodes == 2
+    asr.close()
+
+
+def test_the_pause_pass_starts_early_and_hears_the_rest_of_the_tail_as_silence(whisper_model):
+    """With speculate_after_s below final_tail_s the pass starts after that much silence,
+    decodes the buffer padded with silence to the tail's end, and counts as having heard
+    it: the final reuses it, and a soft ending still reads right ("France", where the
+    audio cut 100 ms past the voiced end with no padding reads "friends")."""
+    from voice_agent.asr.streaming import StreamingAsr
+    from voice_agent.asr.whisper import WhisperDecoder
+    from voice_agent.events import AsrFinal
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "samples" / "capital_of_france.wav"
+    pcm = to_int16(read_wav(path))
+    speech_end = _voiced_end(pcm)
+    cfg = AsrConfig(final_tail_s=0.15, speculate_after_s=0.04)
+    events: list = []
+    asr = StreamingAsr(WhisperDecoder(whisper_model, cfg), SimClock(), cfg, events.append,
+                       threaded=False)
+    at = lambda s: int(round(s * 16000))  # noqa: E731
+    asr.begin(0.0, pcm[:at(speech_end + 0.02)])
+    decodes = asr.stats.decodes
+    asr.pause(speech_end)
+    assert asr.stats.decodes == decodes              # 20 ms of silence: not yet
+    asr.push(pcm[at(speech_end + 0.02):at(speech_end + 0.04)])
+    assert asr.stats.decodes == decodes + 1          # 40 ms: the pass runs, padded
+    assert asr.stats.buffer_s[-1] == pytest.approx(speech_end + 0.15, abs=1e-3)
+    assert asr.heard.until == pytest.approx(speech_end + 0.15, abs=1e-3)
+    asr.push(pcm[at(speech_end + 0.04):at(speech_end + 0.3)])
+    asr.end(speech_end)
+    assert asr.stats.decodes == decodes + 1 and asr.stats.final_reused == 1
+    final = [e for e in events if isinstance(e, AsrFinal)][-1]
+    assert word_error_rate("What is the capital of France?", final.text) == 0.0
     asr.close()

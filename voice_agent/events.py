@@ -112,8 +112,8 @@ class AsrCommit(Event):
 
 @dataclass(frozen=True)
 class AsrFinal(Event):
-    """The utterance's final transcript (a speculative pass at the first silent frame, or
-    one after the VAD end). Posted by the ASR thread; it ends the user's turn."""
+    """The utterance's final transcript (the speculative pass of the pause, or a decode
+    after the VAD end). Posted by the ASR thread; it ends the user's turn."""
 
     text: str = ""  # the whole utterance
     speech_end: float = 0.0  # seconds on the audio timeline: the end of voiced speech

@@ -23,10 +23,17 @@ class AsrConfig:
     trim_after_s: float = 6.0  # past this buffer length, cut at a committed sentence end
     max_buffer_s: float = 15.0  # past this, cut at the last committed word, sentence or not
     prompt_chars: int = 200  # committed text that left the buffer, given as context
-    speculative_final: bool = True  # decode at the first silent frame, not at the VAD end
+    speculative_final: bool = True  # decode at a pause (speculate_after_s), not at the VAD end
     # A final needs a hypothesis that heard this far past the end of voiced audio: the VAD
     # calls speech over before soft unvoiced endings ("France" cut there reads "friends").
     final_tail_s: float = 0.15
+    # The speculative pass starts after this much silence and hears the rest of the tail as
+    # digital silence (Whisper pads its own windows with zeros). What a soft ending needs
+    # is silence after it, not the room's next 150 ms: on the samples, audio cut 20 ms past
+    # the voiced end and padded reads "France", cut at 100 ms unpadded it reads "friends".
+    # Not sooner: gaps between words are mostly under 100 ms, and a pass started in one is
+    # a wasted decode on the core the thinker shares. At final_tail_s: no padding.
+    speculate_after_s: float = 0.1
     # An update that starts this far behind the audio runs urgent (voice_agent/urgency.py):
     # the recogniser is falling behind the speaker, and a thinker drafting beside it on the
     # same core would both slow it further and get the words later.
@@ -40,6 +47,9 @@ class AsrConfig:
                              f"got {self.encoder_window!r}")
         if self.interval_s <= 0:
             raise ValueError(f"asr interval_s must be positive, got {self.interval_s}")
+        if not 0 < self.speculate_after_s <= self.final_tail_s:
+            raise ValueError("asr needs 0 < speculate_after_s <= final_tail_s, got "
+                             f"{self.speculate_after_s}, {self.final_tail_s}")
         if self.cpu_threads < 1:
             raise ValueError(f"asr cpu_threads must be at least 1, got {self.cpu_threads}")
         if not 0 < self.trim_after_s <= self.max_buffer_s <= 25:

@@ -159,20 +159,23 @@ class StreamingAsr:
         if self._end_at is not None:
             return True
         if self._speculate_at is not None:
-            # A pause is pending: its pass starts as soon as the tail has arrived. An
-            # update started now would hold the thread when the tail comes, and the
-            # final, which needs that pass, would wait for both decodes.
+            # A pause is pending: its pass starts after speculate_after_s of silence. An
+            # update started now would hold the thread then, and the final, which needs
+            # that pass, would wait for both decodes.
             return self._speculation_needed()
         return rec.due()
 
     def _speculation_needed(self) -> bool:
-        """A pause is pending and no hypothesis heard the speech up to it yet (one that
-        was in flight when the pause came may already have)."""
+        """A pause is pending, ``speculate_after_s`` of its silence has arrived, and no
+        hypothesis heard the speech and the final's tail yet (one that was in flight when
+        the pause came may already have)."""
         if self._speculate_at is None:
             return False
-        heard_to = self._speculate_at + self.config.final_tail_s
-        # wait for the tail to arrive, unless a hypothesis already heard it
-        return not self._rec.covers(heard_to) and self._rec.buffer_end >= heard_to - 1e-9
+        start_at = self._speculate_at + self.config.speculate_after_s
+        return not self._rec.covers(self._tail_end()) and self._rec.buffer_end >= start_at - 1e-9
+
+    def _tail_end(self) -> float:
+        return self._speculate_at + self.config.final_tail_s
 
     def _work(self) -> None:
         while self._has_work():
@@ -187,9 +190,10 @@ class StreamingAsr:
                 with self._urgency.running():
                     self._finish(self._end_at)
             elif self._speculation_needed():
-                self._speculate_at = None
+                pad_to, self._speculate_at = self._tail_end(), None
                 with self._urgency.running():
-                    self._rec.update()  # covers the pause; its hypothesis may serve the final
+                    # covers the pause and the tail; its hypothesis may serve the final
+                    self._rec.update(pad_to=pad_to)
             elif self._speculate_at is None and self._rec.due():
                 behind = self._rec.buffer_end - self._rec.decoded_until
                 with self._urgency.running() if behind >= self.config.urgent_lag_s else nullcontext():

@@ -100,11 +100,18 @@ class UtteranceRecognizer:
         return self.decoded_until >= audio_t - 1e-9
 
     # -- decoding -------------------------------------------------------------------------
-    def update(self) -> None:
-        """Re-decode the buffer; commit what two hypotheses agree on; show the rest."""
+    def update(self, pad_to: float | None = None) -> None:
+        """Re-decode the buffer; commit what two hypotheses agree on; show the rest.
+
+        ``pad_to``: an audio time past the buffer's end; the decode hears silence up to
+        it, and the hypothesis counts as having heard that far (``covers``)."""
         if not self.is_open or len(self._buffer) == 0:
             return
-        self._hear(self._decode(self._buffer))
+        audio = self._buffer
+        if pad_to is not None and pad_to > self.buffer_end:
+            silence = int(round((pad_to - self.buffer_end) * SAMPLE_RATE))
+            audio = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
+        self._hear(self._decode(audio))
         newly = self.agreement.flush()
         self._post_commit(newly)
         tail = words_text(self.agreement.tentative()).strip()
