@@ -32,7 +32,7 @@ class AsrConfig:
     # is silence after it, not the room's next 150 ms: on the samples, audio cut 20 ms past
     # the voiced end and padded reads "France", cut at 100 ms unpadded it reads "friends".
     # Not sooner: gaps between words are mostly under 100 ms, and a pass started in one is
-    # a wasted decode on the core the thinker shares. At final_tail_s: no padding.
+    # a wasted decode on the core the thinker shares. At final_tail_s or more: no padding.
     speculate_after_s: float = 0.1
     # An update that starts this far behind the audio runs urgent (voice_agent/urgency.py):
     # the recogniser is falling behind the speaker, and a thinker drafting beside it on the
@@ -47,8 +47,8 @@ class AsrConfig:
                              f"got {self.encoder_window!r}")
         if self.interval_s <= 0:
             raise ValueError(f"asr interval_s must be positive, got {self.interval_s}")
-        if not 0 < self.speculate_after_s <= self.final_tail_s:
-            raise ValueError("asr needs 0 < speculate_after_s <= final_tail_s, got "
+        if self.speculate_after_s < 0 or self.final_tail_s < 0:
+            raise ValueError("asr speculate_after_s and final_tail_s must not be negative, got "
                              f"{self.speculate_after_s}, {self.final_tail_s}")
         if self.cpu_threads < 1:
             raise ValueError(f"asr cpu_threads must be at least 1, got {self.cpu_threads}")

@@ -171,7 +171,7 @@ class StreamingAsr:
         the pause came may already have)."""
         if self._speculate_at is None:
             return False
-        start_at = self._speculate_at + self.config.speculate_after_s
+        start_at = self._speculate_at + min(self.config.speculate_after_s, self.config.final_tail_s)
         return not self._rec.covers(self._tail_end()) and self._rec.buffer_end >= start_at - 1e-9
 
     def _tail_end(self) -> float:
