@@ -113,10 +113,12 @@ class _ScriptedDecoder:
 
     def __init__(self, *script: list[Word]) -> None:
         self.script = list(script)
+        self.prompts: list[str] = []
 
     def decode(self, audio, prompt: str = ""):
         from voice_agent.asr.whisper import Hypothesis
 
+        self.prompts.append(prompt)
         return Hypothesis(words=self.script.pop(0), audio_s=len(audio) / 16_000,
                           window_s=8.0, compute_s=0.0)
 
@@ -179,3 +181,27 @@ def test_an_ellipsis_is_not_held():
     trailing = hyp("So", "what", "I", "want", "is...")
     commits, final = _recognise(trailing, trailing, updates=2)
     assert commits[0] == "So what I want is..." and final == "So what I want is..."
+
+
+def test_an_utterance_that_follows_soon_is_decoded_with_the_words_before_it():
+    """A list read with pauses may end an utterance at every item; Whisper hears the next
+    item alone ("and oven"), so the words before it are its context, their closing mark
+    read as a comma, over several pauses. Later than asr.context_gap_s: no context."""
+    import numpy as np
+
+    from voice_agent.asr.config import AsrConfig
+    from voice_agent.asr.utterance import UtteranceRecognizer
+
+    decoder = _ScriptedDecoder(hyp("I", "have", "four", "chairs."), hyp("A", "toaster."),
+                               hyp("An", "oven."), hyp("How", "far?"))
+    rec = UtteranceRecognizer(decoder, clock=type("C", (), {"now": lambda s: 0.0})(),
+                              config=AsrConfig(final_tail_s=0.0, context_gap_s=2.0),
+                              emit=lambda e: None)
+    t = 0.0
+    for gap in (0.0, 0.3, 0.4, 2.5):  # seconds of silence before each utterance
+        rec.begin(t + gap)
+        rec.append(np.zeros(16_000, np.int16))
+        rec.update()
+        rec.finish(rec.buffer_end)
+        t = rec.buffer_end
+    assert decoder.prompts == ["", "I have four chairs,", "I have four chairs, A toaster,", ""]

@@ -22,6 +22,10 @@ class AsrConfig:
     min_window_s: float = 8.0  # shorter windows make Whisper loop on short clips
     trim_after_s: float = 6.0  # past this buffer length, cut at a committed sentence end
     max_buffer_s: float = 15.0  # past this, cut at the last committed word, sentence or not
+    # An utterance that starts this soon after the previous one ended (a list read with
+    # pauses, which the turn policy may cut at every item) is decoded with the previous
+    # one's words as context, as committed text that left the buffer is (0: never).
+    context_gap_s: float = 2.0
     prompt_chars: int = 200  # committed text that left the buffer, given as context
     speculative_final: bool = True  # decode at a pause (speculate_after_s), not at the VAD end
     # A final needs a hypothesis that heard this far past the end of voiced audio: the VAD

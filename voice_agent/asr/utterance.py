@@ -60,6 +60,8 @@ class UtteranceRecognizer:
         self.is_open = False
         self.utterance = 0  # the listener's id, carried on every asr.* event
         self.heard = Heard()
+        self._last_final = ""  # the previous utterance's words, until the next one begins
+        self._before = ""  # ... kept as context when it began soon (context_gap_s)
         self._reset(0.0)
 
     def _reset(self, audio_t: float) -> None:
@@ -73,6 +75,12 @@ class UtteranceRecognizer:
 
     # -- audio in -------------------------------------------------------------------------
     def begin(self, audio_t: float, pcm: np.ndarray | None = None, utterance: int = 0) -> None:
+        gap = self.config.context_gap_s
+        soon = gap > 0 and audio_t - self.buffer_end <= gap  # (a preroll may overlap it)
+        # The words went on after a pause, so the mark Whisper closed them with reads as
+        # a comma (as a held mark does), and the context runs on over several pauses.
+        self._before = (f"{self._before} {_as_continued(self._last_final)}".strip()
+                        if soon and self._last_final else "")
         self._reset(audio_t)
         self.utterance = utterance
         self.is_open = True
@@ -136,12 +144,13 @@ class UtteranceRecognizer:
         self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end,
                            utterance=self.utterance))
         self.is_open = False
+        self._last_final = text
         self._reset(self.buffer_end)
         return text
 
     def abort(self) -> None:
         """Drop the utterance without a final (after an error)."""
-        self.is_open = False
+        self.is_open, self._last_final = False, ""
         self._reset(self.buffer_end)
 
     def _decode(self, audio: np.ndarray) -> Hypothesis:
@@ -163,10 +172,12 @@ class UtteranceRecognizer:
         self.heard = Heard(self.utterance, self.decoded_until, text)
 
     def _prompt(self) -> str:
-        """Committed text that already left the buffer (what is in it will be heard again)."""
+        """Committed text that already left the buffer (what is in it will be heard
+        again), after the previous utterance's words if this one followed it soon."""
         committed = self.agreement.committed
-        gone = committed[: len(committed) - len(self.agreement.held())]
-        return words_text(gone)[-self.config.prompt_chars:] if gone else ""
+        gone = words_text(committed[: len(committed) - len(self.agreement.held())])
+        return (self._before + gone)[-self.config.prompt_chars:]
+
 
     def _post_commit(self, words: list[Word], *, final: bool = False) -> None:
         """Post the newly committed words as heard text.
@@ -214,3 +225,11 @@ class UtteranceRecognizer:
         self.offset += drop / SAMPLE_RATE
         self.agreement.forget_before(self.offset)
         logger.debug("trimmed ASR buffer to start at %.2f s", self.offset)
+
+
+def _as_continued(text: str) -> str:
+    """``text`` with its closing sentence mark (not an ellipsis) as a comma."""
+    text = text.strip()
+    if text and text[-1] in SENTENCE_MARKS and not text.endswith(".."):
+        return text[:-1] + ","
+    return text
