@@ -35,9 +35,11 @@ class AsrConfig:
     # digital silence (Whisper pads its own windows with zeros). What a soft ending needs
     # is silence after it, not the room's next 150 ms: on the samples, audio cut 20 ms past
     # the voiced end and padded reads "France", cut at 100 ms unpadded it reads "friends".
-    # Not sooner: gaps between words are mostly under 100 ms, and a pass started in one is
-    # a wasted decode on the core the thinker shares. At final_tail_s or more: no padding.
-    speculate_after_s: float = 0.1
+    # 0.1 gave finals 0.04 s sooner (bench/turns.py), but its earlier words let the text
+    # check end spoken lists at an item (4 of 24 counting questions split, against 1), so
+    # the default waits for the real tail (docs/turn_taking.md). At final_tail_s or more:
+    # no padding.
+    speculate_after_s: float = 0.15
     # An update that starts this far behind the audio runs urgent (voice_agent/urgency.py):
     # the recogniser is falling behind the speaker, and a thinker drafting beside it on the
     # same core would both slow it further and get the words later.
