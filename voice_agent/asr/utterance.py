@@ -79,8 +79,8 @@ class UtteranceRecognizer:
         soon = gap > 0 and audio_t - self.buffer_end <= gap  # (a preroll may overlap it)
         # The words went on after a pause, so the mark Whisper closed them with reads as
         # a comma (as a held mark does), and the context runs on over several pauses.
-        self._before = (f"{self._before} {_as_continued(self._last_final)}".strip()
-                        if soon and self._last_final else "")
+        before = f"{self._before} {_as_continued(self._last_final)}".strip()
+        self._before = before[-self.config.prompt_chars:] if soon and self._last_final else ""
         self._reset(audio_t)
         self.utterance = utterance
         self.is_open = True
@@ -177,7 +177,6 @@ class UtteranceRecognizer:
         committed = self.agreement.committed
         gone = words_text(committed[: len(committed) - len(self.agreement.held())])
         return (self._before + gone)[-self.config.prompt_chars:]
-
 
     def _post_commit(self, words: list[Word], *, final: bool = False) -> None:
         """Post the newly committed words as heard text.
