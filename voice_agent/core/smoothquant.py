@@ -125,9 +125,9 @@ def smooth(model: torch.nn.Module, amax: dict[torch.nn.Module, torch.Tensor],
            alpha: float = ALPHA) -> bool:
     """Fold SmoothQuant's scales into the fp32 weights in place (the function computed is
     unchanged, up to rounding); False, untouched, where the architecture is not known."""
-    cfg = model.config
-    if getattr(cfg, "model_type", None) not in SMOOTHABLE:
+    if not smoothable(model):
         return False
+    cfg = model.config
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     group = heads // kv_heads
@@ -151,6 +151,11 @@ def smooth(model: torch.nn.Module, amax: dict[torch.nn.Module, torch.Tensor],
             _scale_rows(at.v_proj, 1 / s.reshape(-1))
             at.o_proj.weight.mul_(s[:, None, :].expand(kv_heads, group, head_dim).reshape(-1))
     return True
+
+
+def smoothable(model: torch.nn.Module) -> bool:
+    """The architecture's RMSNorm and layer names are ones ``smooth`` knows."""
+    return getattr(model.config, "model_type", None) in SMOOTHABLE
 
 
 def _scale_rows(lin: torch.nn.Linear, s: torch.Tensor) -> None:
@@ -206,7 +211,8 @@ def to_dynamic_int8(model: torch.nn.Module, tok: Any, texts: Sequence[str],
     ``nn.Linear`` but ``keep`` for ``DynamicInt8Linear``, in place; returns whether it
     was smoothed."""
     torch.backends.quantized.engine = "fbgemm"
-    smoothed = smooth(model, calibration_maxima(model, tok, texts, skip=keep))
+    # (no calibration prefills for a model that cannot be smoothed)
+    smoothed = smoothable(model) and smooth(model, calibration_maxima(model, tok, texts, skip=keep))
     if not smoothed:
         logger.warning("int8: no SmoothQuant scales for model type %r (known: %s); its "
                        "activations are quantised as they are, which may cost accuracy",
