@@ -340,9 +340,8 @@ def compile_counters() -> dict[str, int]:
 
 def _has_dynamic_int8(model: torch.nn.Module) -> bool:
     """fbgemm's dynamic int8 layers (core/smoothquant: w8a8, or int8 where bf16 is not
-    native), whose packed weights
-    dynamo cannot trace. Weight-only int8 (``Int8WeightOnlyLinear``) is a plain ATen op
-    that inductor lowers, and compiles."""
+    native), whose packed weights dynamo cannot trace. Weight-only int8
+    (``Int8WeightOnlyLinear``) is a plain ATen op that inductor lowers, and compiles."""
     return any(isinstance(m, DynamicInt8Linear) for m in model.modules())
 
 
