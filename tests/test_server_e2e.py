@@ -77,7 +77,10 @@ def test_two_concurrent_sessions_each_get_a_full_turn_and_never_mix_events(host,
     check_full_turn(a, tmp_path)
     heard = [c.of("conversation.item.input_audio_transcription.completed")[0]["transcript"].lower()
              for c in (a, b)]
-    assert "france" in heard[0] and "france" not in heard[1]
+    # each session heard its own question ("capital", not "France": as in check_full_turn,
+    # whisper base sometimes hears the soft ending as "friends", more so when two sessions
+    # share the CPU; a fresh clone's make test met it here once)
+    assert "capital" in heard[0] and "capital" not in heard[1]
     assert "eight" in heard[1] or "8" in heard[1]
     tags = []
     for c in (a, b):
