@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from voice_agent.asr.policy import LocalAgreement, Word, words_text
 from voice_agent.asr.wer import normalize_words, word_error_rate
 
@@ -114,19 +116,27 @@ class _ScriptedDecoder:
     def __init__(self, *script: list[Word]) -> None:
         self.script = list(script)
         self.prompts: list[str] = []
+        self.heard_s: list[float] = []  # seconds of audio each decode was given
 
     def decode(self, audio, prompt: str = ""):
         from voice_agent.asr.whisper import Hypothesis
 
         self.prompts.append(prompt)
+        self.heard_s.append(len(audio) / 16_000)
         return Hypothesis(words=self.script.pop(0), audio_s=len(audio) / 16_000,
                           window_s=8.0, compute_s=0.0)
 
 
-def _recognise(*script: list[Word], updates: int) -> tuple[list[str], str]:
+def _recognise(*script: list[Word], updates: int, **config) -> tuple[list[str], str]:
     """Commits and final of an utterance decoded by ``script``: ``updates`` re-decodes as
     audio arrives, then the final pass (which reuses the last hypothesis when it covers
     the end)."""
+    commits, final = _recognised(*script, updates=updates, **config)
+    return commits, final.text
+
+
+def _recognised(*script: list[Word], updates: int, **config):
+    """As ``_recognise``, with the final event itself."""
     import numpy as np
 
     from voice_agent.asr.config import AsrConfig
@@ -135,14 +145,14 @@ def _recognise(*script: list[Word], updates: int) -> tuple[list[str], str]:
 
     events = []
     rec = UtteranceRecognizer(_ScriptedDecoder(*script), clock=type("C", (), {"now": lambda s: 0.0})(),
-                              config=AsrConfig(final_tail_s=0.0), emit=events.append)
+                              config=AsrConfig(final_tail_s=0.0, **config), emit=events.append)
     rec.begin(0.0)
     for _ in range(updates):
         rec.append(np.zeros(8000, np.int16))
         rec.update()
     rec.finish(rec.buffer_end)
     commits = [e.text for e in events if isinstance(e, AsrCommit)]
-    (final,) = [e.text for e in events if isinstance(e, AsrFinal)]
+    (final,) = [e for e in events if isinstance(e, AsrFinal)]
     return commits, final
 
 
@@ -205,3 +215,65 @@ def test_an_utterance_that_follows_soon_is_decoded_with_the_words_before_it():
         rec.finish(rec.buffer_end)
         t = rec.buffer_end
     assert decoder.prompts == ["", "I have four chairs,", "I have four chairs, A toaster,", ""]
+
+
+# ---------------------------------------------------------------- the final, revised
+
+
+def test_the_final_says_what_the_whole_utterance_decode_heard():
+    """Two early hypotheses agree on "far" (committed, append-only); the last, hearing the
+    whole list, reads "four": the final says that, marked revised; the commits stay."""
+    early = hyp("I", "have", "far", "chairs,")
+    whole = hyp("I", "have", "four", "chairs,", "a", "bed.")
+    commits, final = _recognised(early, early, whole, updates=3)
+    assert commits == ["I have far chairs,", " a bed."]
+    assert final.text == "I have four chairs, a bed." and final.revised
+    commits, final = _recognised(early, early, whole, updates=3, revise_final=False)
+    assert final.text == "I have far chairs, a bed." and not final.revised
+    same = hyp("I", "have", "far", "chairs,", "a", "bed.")
+    assert not _recognised(early, early, same, updates=3)[1].revised  # nothing to correct
+
+
+def test_a_whole_decode_that_changes_too_much_leaves_the_commits_standing():
+    said = hyp("Turn", "left", "and", "take", "three", "steps", "then")
+    lost = hyp("Turn", "right", "twice.", "then", "stop.")  # a decode gone wrong, not a fix
+    commits, final = _recognised(said, said, lost, updates=3, revise_max_change=0.35)
+    assert not final.revised and final.text.startswith("Turn left and take three steps")
+
+
+def test_a_trimmed_utterances_pause_pass_hears_it_from_its_start():
+    """Past trim_after_s the buffer is cut at a committed sentence end, and updates decode
+    only what follows; the pause's pass (which may serve the final) decodes the utterance
+    from its first sample, with no committed words as its prompt (it hears them). An
+    update of the silence after it does not make the final decode it all again."""
+    import numpy as np
+
+    from voice_agent.asr.config import AsrConfig
+    from voice_agent.asr.utterance import UtteranceRecognizer
+    from voice_agent.events import AsrFinal
+
+    first = hyp("I", "have", "far", "chairs.", step=0.1)
+    rest = hyp("A", "bed.", step=0.1)
+    whole = hyp("I", "have", "four", "chairs.", "A", "bed.", step=0.1)
+    decoder = _ScriptedDecoder(first, first, rest, whole, rest)
+    events = []
+    rec = UtteranceRecognizer(decoder, clock=type("C", (), {"now": lambda s: 0.0})(),
+                              config=AsrConfig(final_tail_s=0.1, trim_after_s=0.6, max_buffer_s=2.0),
+                              emit=events.append)
+    rec.begin(0.0)
+    for _ in range(3):
+        rec.append(np.zeros(8000, np.int16))
+        rec.update()
+    assert rec.offset > 0  # trimmed after "chairs."
+    speech_end = rec.buffer_end
+    rec.update(pad_to=speech_end + 0.1)  # the pause's pass
+    assert decoder.heard_s[-1] == pytest.approx(1.6)  # 1.5 s of utterance + the padded tail
+    assert decoder.heard_s[-2] < 1.5 and decoder.prompts[-1] == ""
+    rec.append(np.zeros(8000, np.int16))  # silence while the turn policy decides
+    rec.update()
+    assert decoder.heard_s[-1] < 1.5
+    rec.finish(speech_end)  # reuses the pass: no decode
+    assert len(decoder.heard_s) == 5
+    (final,) = [e for e in events if isinstance(e, AsrFinal)]
+    assert final.revised and final.text == "I have four chairs. A bed."
+    assert rec.stats.final_reused == 1 and rec.stats.revised == 1

@@ -84,7 +84,8 @@ def test_commits_are_append_only_and_spell_the_final(streamed):
             commits = [e for e in group if isinstance(e, AsrCommit)]
             final = group[-1]
             assert commits and all(c.text for c in commits), name
-            assert "".join(c.text for c in commits) == final.text, name
+            if not final.revised:  # (a revised final is a whole decode's: test_asr_policy)
+                assert "".join(c.text for c in commits) == final.text, name
             times = [w[1] for c in commits for w in c.words]
             assert times == sorted(times), name  # word times only move forward
             stamps = [c.t for c in commits]

@@ -449,3 +449,49 @@ def test_barge_in_then_new_words_re_read_the_thoughts(tiny):
     assert eng.done and len(eng.answer.ids) > 2
     assert eng.arena.length["thoughts"] == len(eng.thoughts.ids)
     assert eng.arena.length["answer"] == len(eng.answer.ids)
+
+
+@pytest.mark.parametrize("heard, corrected", [
+    (["I have far chairs", "and a bed", "how many"], "I have four chairs and a bed how many objects?"),
+    (["I have four chairs, a toaster", "and a goat and a goat"], "I have four chairs, a toaster and a goat"),
+])
+def test_a_revised_final_is_read_as_if_it_had_been_heard(tiny, heard, corrected):
+    """The recogniser corrects words it committed (asr.revise_final): the listen block takes
+    the corrected words in place of the old, the draft is re-read with them, and the
+    turn's thoughts and answer are exactly those of an engine that heard the corrected
+    words (greedy), whether the correction replaces words, adds some or takes some away."""
+    budgets = dict(max_thoughts=30, max_answer=10, control_every=0,
+                   check_listen_thoughts=True, check_listen_every=4, max_listen_thoughts=40)
+    revised = engine(tiny, **budgets)
+    events = list(revised.begin_turn())
+    for piece in heard:
+        events += revised.listen(piece)
+        for _ in range(5):
+            events += revised.step()
+    events += revised.revise(corrected)
+    from voice_agent.events import LlmDraftCheck
+
+    (listen,) = [e for e in events if isinstance(e, LlmListen) and e.replaced]
+    assert revised.listen_text == corrected and revised.arena.length["listen"] == len(revised.listen_ids)
+    after = events[events.index(listen):]
+    assert any(isinstance(e, LlmDraftCheck) for e in after) or not revised.thoughts.ids  # re-read at once
+    assert revised.revise(corrected) == []  # the same words again: nothing to do
+    _hear(revised, [], steps=0)
+    plain = engine(tiny, **budgets)
+    _listen_in_pieces(plain, [corrected], steps=0)
+    assert revised.thoughts.ids == plain.thoughts.ids
+    assert revised.answer.ids == plain.answer.ids and plain.answer.ids
+    assert revised.revise("something else entirely") == []  # the user is done: words stand
+
+    base = Baseline(fresh(tiny[0]), tiny[1], "think", EngineConfig(**budgets), SessionClock())
+    list(base.begin_turn())
+    for piece in heard:
+        base.listen(piece)
+    (ev,) = base.revise(corrected)
+    assert ev.replaced > 0 or ev.tokens > 0
+    list(base.end_of_turn())
+    for _ in range(200):
+        if base.done:
+            break
+        base.step()
+    assert base.thoughts.ids == plain.thoughts.ids

@@ -223,3 +223,31 @@ def test_sigint_leaves_complete_trace_and_report(tmp_path):
     assert [e["ev"] for e in events[-2:]] == ["turn.end", "trace.end"]
     for name in ("metrics.json", "summary.md", "timeline.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_a_revised_final_replaces_its_utterances_words_for_the_model():
+    """asr.revise_final: the final of an utterance may read committed words differently.
+    The session then sends the model the turn's words with that utterance's replaced
+    (the words of earlier utterances of the turn stay), before the turn ends."""
+    from types import SimpleNamespace
+
+    from voice_agent.events import AsrCommit, AsrFinal
+    from voice_agent.session import Session, TurnState
+    from voice_agent.worker import EndOfTurn, Listen, Revise
+
+    sent = []
+    session = Session.__new__(Session)  # the handlers alone: no audio, no threads
+    session.worker = SimpleNamespace(send=sent.append)
+    session.sink = SimpleNamespace(queued_s=lambda: 0.0)
+    session.listener = SimpleNamespace(in_speech=False)
+    session.cur = TurnState(turn=1, gen=1)
+    session._on_commit(AsrCommit(t=1.0, text="I have four chairs,", utterance=1))
+    session.listener.in_speech = True  # the user goes on after a pause: the turn stays open
+    session._on_final(AsrFinal(t=1.5, text="I have four chairs,", utterance=1))
+    session._on_commit(AsrCommit(t=2.0, text="a far", utterance=2))
+    session.listener.in_speech = False
+    session._on_commit(AsrCommit(t=2.5, text="bed.", utterance=2))
+    session._on_final(AsrFinal(t=3.0, text="a fur bed.", revised=True, utterance=2))
+    assert [type(c) for c in sent] == [Listen, Listen, Listen, Revise, EndOfTurn]
+    assert sent[3].text == "I have four chairs, a fur bed."
+    assert session.cur.user_words == ["I have four chairs,", "a fur bed."]

@@ -117,16 +117,21 @@ class AsrFinal(Event):
 
     text: str = ""  # the whole utterance
     speech_end: float = 0.0  # seconds on the audio timeline: the end of voiced speech
+    # text is a whole decode of the utterance that reads some committed words differently
+    # (asr.revise_final): the utterance's asr.commit texts no longer add up to it
+    revised: bool = False
     utterance: int = 0  # the listener's utterance number, from 1: ties vad.*, turn.decision and asr.* events together
     EV: ClassVar[str] = "asr.final"
 
 
 @dataclass(frozen=True)
 class LlmListen(Event):
-    """User words appended to the listen block. Posted by the model worker."""
+    """User words appended to the listen block (or, with ``replaced``, put in place of
+    the last words: a revised final). Posted by the model worker."""
 
     text: str = ""  # the text the appended tokens decode to
     tokens: int = 0  # how many tokens were appended
+    replaced: int = 0  # tokens of earlier words they replace (a revised final); 0: appended
     turn: int = 0  # the session's turn number, from 1 (the session rewrites the engine's own count)
     EV: ClassVar[str] = "llm.listen"
 

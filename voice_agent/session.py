@@ -33,7 +33,7 @@ from voice_agent.events import (
     LlmWrite, TtsChunkReady, TurnEnd, TurnStart, VadEnd, VadStart,
 )
 from voice_agent.trace import SessionClock
-from voice_agent.worker import BeginTurn, EndOfTurn, Interrupt, Listen, ModelWorker, Stop
+from voice_agent.worker import BeginTurn, EndOfTurn, Interrupt, Listen, ModelWorker, Revise, Stop
 
 # It states the spoken style only: small models told "you are a voice assistant" answer
 # by introducing themselves instead of the question.
@@ -68,6 +68,7 @@ class TurnState:
     turn: int
     gen: int
     user_words: list[str] = field(default_factory=list)
+    utterance_at: dict[int, int] = field(default_factory=dict)  # utterance id → its first user_words index
     user_final: str = ""
     ended_listening: bool = False        # asr.final seen: the writer may speak
     decoder_done: bool = False
@@ -287,6 +288,7 @@ class Session:
             return
         if self._assistant_speaking() and not self._check_bargein(ev.text):
             return  # echo of our own voice, or too short to be the user
+        cur.utterance_at.setdefault(ev.utterance, len(cur.user_words))
         cur.user_words.append(ev.text.strip())
         self.worker.send(Listen(cur.gen, ev.text.strip()))
 
@@ -296,6 +298,12 @@ class Session:
             return  # a final of speech that did not barge in (echo, a cough)
         if ev.text.strip():
             cur.user_final = (cur.user_final + " " + ev.text.strip()).strip()
+        at = cur.utterance_at.get(ev.utterance)
+        if ev.revised and ev.text.strip() and at is not None and not cur.ended_listening:
+            # A whole decode read some of the words sent to the model differently: the
+            # model re-reads the turn's words with this utterance's replaced.
+            cur.user_words[at:] = [ev.text.strip()]
+            self.worker.send(Revise(cur.gen, join_heard(cur.user_words)))
         if self.listener.in_speech:
             return  # the user already goes on (a comma pause): a later final ends the turn
         if not cur.user_text:

@@ -28,6 +28,7 @@ class Decoder(Protocol):
 
     def begin_turn(self, history: list[dict[str, str]], system: str | None = None) -> list[Event]: ...
     def listen(self, text: str) -> list[Event]: ...
+    def revise(self, text: str) -> list[Event]: ...
     def end_of_turn(self) -> list[Event]: ...
     def interrupt(self, heard_tokens: int) -> list[Event]: ...
     def step(self) -> list[Event]: ...
@@ -43,6 +44,14 @@ class BeginTurn:
 
 @dataclass
 class Listen:
+    gen: int
+    text: str
+
+
+@dataclass
+class Revise:
+    """The recogniser corrected words already sent: the turn's words are now ``text``."""
+
     gen: int
     text: str
 
@@ -74,7 +83,7 @@ class Shutdown:
     gen: int = -1
 
 
-Command = BeginTurn | Listen | EndOfTurn | Interrupt | Stop | Shutdown
+Command = BeginTurn | Listen | Revise | EndOfTurn | Interrupt | Stop | Shutdown
 MAX_FAILURES = 3  # failures in a row (no good step between) after which the worker gives up
 ASIDE_POLL_S = 0.05  # while standing aside, commands are still applied this often
 logger = logging.getLogger(__name__)
@@ -248,6 +257,8 @@ class ModelWorker:
             return  # a command for a response that is already gone
         if isinstance(cmd, Listen):
             self._emit(self.decoder.listen(cmd.text))
+        elif isinstance(cmd, Revise):
+            self._emit(self.decoder.revise(cmd.text))
         elif isinstance(cmd, EndOfTurn):
             self._emit(self.decoder.end_of_turn())
         elif isinstance(cmd, Interrupt):

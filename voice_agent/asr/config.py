@@ -40,6 +40,18 @@ class AsrConfig:
     # the default waits for the real tail (docs/turn_taking.md). At final_tail_s or more:
     # no padding.
     speculate_after_s: float = 0.15
+    # The final says what one decode of the whole utterance heard, not only the words
+    # committed on the way (LocalAgreement commits early: whisper wrote "I have far chairs"
+    # for every cut of one list question until most of it was heard, and commits are
+    # append-only). A buffer never trimmed gets this from the pause's pass as it is; a
+    # trimmed one has the pass decode the utterance from its start (a longer window: ~0.2 s
+    # more here for a 10 s question). The session then replaces the utterance's words it
+    # sent the model, which re-reads them (docs/architecture.md, step 5).
+    revise_final: bool = True
+    revise_max_s: float = 25.0  # longer utterances keep their commits (Whisper hears ≤ 30 s)
+    # A whole decode that changes more of the committed words than this is more likely a
+    # decode gone wrong (a dropped clause) than a correction: the commits stand.
+    revise_max_change: float = 0.35
     # An update that starts this far behind the audio runs urgent (voice_agent/urgency.py):
     # the recogniser is falling behind the speaker, and a thinker drafting beside it on the
     # same core would both slow it further and get the words later.
@@ -56,6 +68,10 @@ class AsrConfig:
         if self.speculate_after_s < 0 or self.final_tail_s < 0:
             raise ValueError("asr speculate_after_s and final_tail_s must not be negative, got "
                              f"{self.speculate_after_s}, {self.final_tail_s}")
+        if not 0 < self.revise_max_s <= 28 or not 0 <= self.revise_max_change <= 1:
+            raise ValueError("asr needs 0 < revise_max_s <= 28 (Whisper hears at most 30 s) and "
+                             f"0 <= revise_max_change <= 1, got {self.revise_max_s}, "
+                             f"{self.revise_max_change}")
         if self.cpu_threads < 1:
             raise ValueError(f"asr cpu_threads must be at least 1, got {self.cpu_threads}")
         if not 0 < self.trim_after_s <= self.max_buffer_s <= 25:

@@ -15,6 +15,7 @@ import numpy as np
 
 from voice_agent.asr.config import AsrConfig
 from voice_agent.asr.policy import SENTENCE_MARKS, LocalAgreement, Word, words_text
+from voice_agent.asr.wer import normalize_words, word_error_rate
 from voice_agent.asr.whisper import Hypothesis, WhisperDecoder
 from voice_agent.audio import SAMPLE_RATE
 from voice_agent.audio.sources import Clock
@@ -32,6 +33,8 @@ class AsrStats:
     fallbacks: int = 0  # fitted windows redone with 30 s
     finals: int = 0
     final_reused: int = 0  # finals served by a hypothesis that already covered the end
+    revised: int = 0  # finals whose whole decode corrected committed words
+    revisions_refused: int = 0  # ... that changed too much to be trusted (revise_max_change)
     max_buffer_s: float = 0.0
     decode_s: list[float] = field(default_factory=list)  # per decode
     buffer_s: list[float] = field(default_factory=list)  # buffer length at each decode
@@ -67,6 +70,12 @@ class UtteranceRecognizer:
     def _reset(self, audio_t: float) -> None:
         self.offset = audio_t  # audio time of buffer[0]
         self._buffer = np.zeros(0, dtype=np.float32)
+        self.start = audio_t  # audio time of the utterance's first sample
+        self._audio = np.zeros(0, dtype=np.float32)  # the whole utterance (asr.revise_final)
+        # The last hypothesis that heard the utterance from its start, and how far: later
+        # updates of a trimmed buffer (the silence after a pause's pass) leave it standing.
+        self._whole: list[Word] | None = None
+        self._whole_until = audio_t
         self.agreement = LocalAgreement()
         self.decoded_until = audio_t  # audio end of the last hypothesis (none yet: the start)
         self._partial = ""
@@ -89,7 +98,10 @@ class UtteranceRecognizer:
 
     def append(self, pcm: np.ndarray) -> None:
         if self.is_open:
-            self._buffer = np.concatenate([self._buffer, pcm.astype(np.float32) / 32768.0])
+            pcm = pcm.astype(np.float32) / 32768.0
+            self._buffer = np.concatenate([self._buffer, pcm])
+            if self.config.revise_final:
+                self._audio = np.concatenate([self._audio, pcm])
 
     @property
     def buffer_end(self) -> float:
@@ -115,11 +127,12 @@ class UtteranceRecognizer:
         it, and the hypothesis counts as having heard that far (``covers``)."""
         if not self.is_open or len(self._buffer) == 0:
             return
-        audio = self._buffer
+        # A pause's pass may serve the final: it hears the utterance whole (_span)
+        start, audio = self._span(whole=pad_to is not None)
         if pad_to is not None and pad_to > self.buffer_end:
             silence = int(round((pad_to - self.buffer_end) * SAMPLE_RATE))
             audio = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
-        self._hear(self._decode(audio))
+        self._hear(self._decode(audio, start), start)
         newly = self.agreement.flush()
         self._post_commit(newly)
         tail = words_text(self.agreement.tentative()).strip()
@@ -134,15 +147,17 @@ class UtteranceRecognizer:
             return ""
         self.stats.finals += 1
         tail = max(self.config.final_tail_s, 0.2)  # and a little silence helps the last word
-        if self.covers(speech_end + self.config.final_tail_s):
+        start, audio = self._span(whole=True)
+        heard_to = speech_end + self.config.final_tail_s
+        if self.covers(heard_to) and (start > self.start or self._whole_until >= heard_to - 1e-9):
             self.stats.final_reused += 1
         else:
-            end = min(len(self._buffer), int(round((speech_end - self.offset + tail) * SAMPLE_RATE)))
-            self._hear(self._decode(self._buffer[:max(0, end)]))
+            end = min(len(audio), int(round((speech_end - start + tail) * SAMPLE_RATE)))
+            self._hear(self._decode(audio[:max(0, end)], start), start)
         self._post_commit(self.agreement.commit_all(), final=True)
-        text = self._committed_text.strip()
+        text, revised = self._revision(self._committed_text.strip())
         self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end,
-                           utterance=self.utterance))
+                           revised=revised, utterance=self.utterance))
         self.is_open = False
         self._last_final = text
         self._reset(self.buffer_end)
@@ -153,8 +168,28 @@ class UtteranceRecognizer:
         self.is_open, self._last_final = False, ""
         self._reset(self.buffer_end)
 
-    def _decode(self, audio: np.ndarray) -> Hypothesis:
-        hyp = self.decoder.decode(audio, self._prompt())
+    def _span(self, whole: bool) -> tuple[float, np.ndarray]:
+        """Where a decode starts and its audio: the buffer, or with ``whole`` the utterance
+        from its start while ``revise_final`` holds all of it (≤ ``revise_max_s``)."""
+        if whole and self.config.revise_final and len(self._audio) / SAMPLE_RATE <= self.config.revise_max_s:
+            return self.start, self._audio
+        return self.offset, self._buffer
+
+    def _revision(self, committed: str) -> tuple[str, bool]:
+        """The final's text: the last whole decode where it reads committed words
+        differently, unless it changed so many that it more likely went wrong."""
+        whole = words_text(self._whole or []).strip() if self.config.revise_final else ""
+        if not whole or normalize_words(whole) == normalize_words(committed):
+            return committed, False
+        if word_error_rate(committed, whole) > self.config.revise_max_change:
+            self.stats.revisions_refused += 1
+            logger.debug("whole decode %r differs too much from the commits %r", whole, committed)
+            return committed, False
+        self.stats.revised += 1
+        return whole, True
+
+    def _decode(self, audio: np.ndarray, start: float) -> Hypothesis:
+        hyp = self.decoder.decode(audio, self._prompt(whole=start < self.offset))
         s = self.stats
         s.decodes += 1
         s.busy_s += hyp.compute_s
@@ -164,16 +199,24 @@ class UtteranceRecognizer:
         s.max_buffer_s = max(s.max_buffer_s, hyp.audio_s)
         return hyp
 
-    def _hear(self, hyp: Hypothesis) -> None:
-        self.decoded_until = self.offset + hyp.audio_s
-        self.agreement.insert([w.shifted(self.offset) for w in hyp.words])
+    def _hear(self, hyp: Hypothesis, start: float) -> None:
+        """A hypothesis of the audio from ``start`` (the buffer's, or the utterance's: then
+        agreement keeps only the words past what it committed, by their times)."""
+        self.decoded_until = start + hyp.audio_s
+        words = [w.shifted(start) for w in hyp.words]
+        self.agreement.insert(words)
+        if start <= self.start:
+            self._whole, self._whole_until = words, self.decoded_until
         # the buffer's words; committed text that left the buffer when it heard none
         text = words_text(hyp.words).strip() or words_text(self.agreement.committed).strip()
         self.heard = Heard(self.utterance, self.decoded_until, text)
 
-    def _prompt(self) -> str:
+    def _prompt(self, whole: bool = False) -> str:
         """Committed text that already left the buffer (what is in it will be heard
-        again), after the previous utterance's words if this one followed it soon."""
+        again), after the previous utterance's words if this one followed it soon; for a
+        decode of the ``whole`` utterance, those words only."""
+        if whole:
+            return self._before[-self.config.prompt_chars:]
         committed = self.agreement.committed
         gone = words_text(committed[: len(committed) - len(self.agreement.held())])
         return (self._before + gone)[-self.config.prompt_chars:]

@@ -27,7 +27,7 @@ from transformers import DynamicCache
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, forbid_bias,
                                       pick_tokens)
 from voice_agent.core.engine import DONE, LISTENING, THINKING, WRITING, load_model
-from voice_agent.core.layout import Prompts
+from voice_agent.core.layout import Prompts, shared_prefix
 from voice_agent.events import Event, LlmListen, LlmStep, LlmThink, LlmWrite
 from voice_agent.trace import SessionClock
 
@@ -80,6 +80,17 @@ class Baseline(DecoderBase):
         self.listen_ids += ids
         return [LlmListen(t=self.clock.now(), text=self.prompts.decode(ids), tokens=len(ids),
                           turn=self.turn)]
+
+    def revise(self, text: str) -> list[Event]:
+        """The recogniser corrected words it had sent: until the turn ends, the
+        question is ``text`` (nothing was computed from it yet)."""
+        ids = self.prompts.listen_ids(text, first=True)
+        if self.user_done or not ids or ids == self.listen_ids:
+            return []
+        keep = shared_prefix(self.listen_ids, ids)
+        replaced, self.listen_ids = len(self.listen_ids) - keep, ids
+        return [LlmListen(t=self.clock.now(), text=self.prompts.decode(ids[keep:]),
+                          tokens=len(ids) - keep, replaced=replaced, turn=self.turn)]
 
     def end_of_turn(self) -> list[Event]:
         if self.listen_ids and not self.user_done:

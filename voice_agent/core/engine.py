@@ -22,7 +22,7 @@ from voice_agent.core.compiled import CompileError, CompiledDecode, wanted
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena, arena_dtype
-from voice_agent.core.layout import Layout, Prompts, Template
+from voice_agent.core.layout import Layout, Prompts, Template, shared_prefix
 from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
 from voice_agent.errors import VoiceAgentError
 from voice_agent.events import Event, LlmControl, LlmDraftCheck, LlmListen, LlmStep, LlmThink, LlmWindow, LlmWrite
@@ -160,14 +160,48 @@ class Engine(DecoderBase):
                                     kept=cap, turn=self.turn))
             ids = ids[-cap:]
         *window_more, step = self._insert_listen(ids)
+        return [*window, *window_more,
+                LlmListen(t=step.t, text=self.prompts.decode(ids), tokens=len(ids), turn=self.turn),
+                step, *self._reread_draft()]
+
+    def revise(self, text: str) -> list[Event]:
+        """The recogniser corrected words it had sent: the turn's words are now ``text``.
+
+        The listen block keeps its longest prefix of ``text``'s tokens and takes the rest
+        in place of what followed (later blocks only shift, as for any insertion); the
+        draft is re-read with them at once. Once the user is done, or when the block no
+        longer holds the words alone (a window cut its front; the turn-end note is in it),
+        the words stand as they are.
+        """
+        if not self._started or self.user_done or self.listen_settled:
+            return []
+        ids = self.prompts.listen_ids(text, first=True)
+        old = self.listen_ids
+        keep = shared_prefix(old, ids)
+        if not ids or len(ids) > self.arena.capacity["listen"] or ids == old:
+            return []
+        self.arena.truncate("listen", keep)
+        self.listen_ids, self.listen_text = old[:keep], self.prompts.decode(old[:keep])
+        if keep < len(ids):
+            *window, step = self._insert_listen(ids[keep:])
+        else:  # only words taken away: nothing to prefill, but the draft read them
+            window, step = [], LlmStep(t=self.clock.now(), state="listen_insert", ms=0.0,
+                                       batch=1, step=self.steps, turn=self.turn)
+            self.heard_pieces += 1
+        self._split_changed()
+        return [*window, LlmListen(t=step.t, text=self.prompts.decode(ids[keep:]),
+                                   tokens=len(ids) - keep, replaced=len(old) - keep,
+                                   turn=self.turn),
+                step, *self._reread_draft(force=True)]
+
+    def _reread_draft(self, force: bool = False) -> list[Event]:
+        """After new words: re-read the draft when due (or ``force``d)."""
         paused, self.thinker_paused = self.thinker_paused, False
-        due = paused or len(self.thoughts.ids) - self.draft_size >= self.config.check_listen_every
+        due = force or paused or len(self.thoughts.ids) - self.draft_size >= self.config.check_listen_every
         checked = self._check_draft() if due else []
         if self.draft_ended:  # a re-read could not undo its end (a windowed draft): it waits
             self.thinker_paused = True
-        return [*window, *window_more,
-                LlmListen(t=step.t, text=self.prompts.decode(ids), tokens=len(ids), turn=self.turn),
-                step, *checked]
+        return checked
 
     def _insert_listen(self, ids: list[int]) -> list[Event]:
         """Prefill ``ids`` at the end of the listen block (windowed first): any window
@@ -175,6 +209,7 @@ class Engine(DecoderBase):
         window = self._make_room("listen", len(ids))
         t0 = time.perf_counter()
         self._prefill("listen", self.layout.listen, ids, logits=False)
+        self.listen_ids += ids
         self.listen_text += self.prompts.decode(ids)
         self.heard_pieces += 1
         return [*window, LlmStep(t=self.clock.now(), state="listen_insert", ms=_ms(t0), batch=1,
@@ -197,6 +232,7 @@ class Engine(DecoderBase):
         if not self.config.mark_turn_end or self.arena.length["listen"] == 0:
             return []
         events = self._insert_listen(self.prompts.turn_end_ids)
+        self.listen_settled = True
         self._split_changed()
         return events
 
@@ -494,6 +530,8 @@ class Engine(DecoderBase):
         if not k:
             return []
         drop_front(self.arena, self.rope, block, k)
+        if block == "listen":
+            self.listen_settled = True  # its front is gone: a revision cannot line up
         if block == "thoughts":
             self.thoughts.drop_front(k)
             self.thoughts_dropped += k
@@ -516,6 +554,8 @@ class Engine(DecoderBase):
 
     def _new_turn_state(self) -> None:
         self.listen_text = ""
+        self.listen_ids: list[int] = []  # the listen block's tokens
+        self.listen_settled = False  # ... no longer the user's words alone (``revise``)
         self.thoughts = TextStream(self.prompts.tok)
         self.answer = TextStream(self.prompts.tok)
         self.answer_token_texts: list[str] = []

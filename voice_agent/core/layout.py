@@ -104,6 +104,11 @@ def join_heard(pieces: Sequence[str]) -> str:
     return out
 
 
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading ids ``a`` and ``b`` have in common."""
+    return next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 def _spaced(piece: str) -> str:
     """A stripped, non-empty piece as it follows earlier words."""
     return piece if piece[0] in _CLOSING else " " + piece

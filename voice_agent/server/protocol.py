@@ -232,7 +232,7 @@ class Translator:
 
     def _listen(self, ev: LlmListen) -> list[dict[str, Any]]:
         return [{"type": "voice_agent.listen", "response_id": self.response_id, "text": ev.text,
-                 "tokens": ev.tokens}]
+                 "tokens": ev.tokens, "replaced": ev.replaced}]
 
     def _think(self, ev: LlmThink) -> list[dict[str, Any]]:
         return [{"type": "voice_agent.thought.delta", "response_id": self.response_id,
