@@ -22,6 +22,9 @@ from voice_agent.audio.sources import Clock
 from voice_agent.events import AsrCommit, AsrFinal, AsrPartial, Event
 
 logger = logging.getLogger(__name__)
+# A decode padded to an audio time ends within half a sample of it (the padding is whole
+# samples): "heard up to t" allows this much.
+_SLACK_S = 1e-3
 
 
 @dataclass(slots=True)
@@ -117,7 +120,7 @@ class UtteranceRecognizer:
 
     def covers(self, audio_t: float) -> bool:
         """The last hypothesis heard the audio up to ``audio_t``."""
-        return self.decoded_until >= audio_t - 1e-9
+        return self.decoded_until >= audio_t - _SLACK_S
 
     # -- decoding -------------------------------------------------------------------------
     def update(self, pad_to: float | None = None) -> None:
@@ -149,7 +152,7 @@ class UtteranceRecognizer:
         tail = max(self.config.final_tail_s, 0.2)  # and a little silence helps the last word
         start, audio = self._span(whole=True)
         heard_to = speech_end + self.config.final_tail_s
-        if self.covers(heard_to) and (start > self.start or self._whole_until >= heard_to - 1e-9):
+        if self.covers(heard_to) and (start > self.start or self._whole_until >= heard_to - _SLACK_S):
             self.stats.final_reused += 1
         else:
             end = min(len(audio), int(round((speech_end - start + tail) * SAMPLE_RATE)))
