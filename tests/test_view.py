@@ -36,3 +36,19 @@ def test_line_view_prints_milestones_to_its_stream():
     lines = buf.getvalue().splitlines()
     assert len(lines) == 4  # single tokens are not milestones
     assert "heard: hello" in lines[1] and "3 answer tokens" in lines[2] and "interrupted" in lines[3]
+
+
+def test_a_revised_final_replaces_its_utterances_words_in_the_views():
+    from voice_agent.events import AsrFinal
+    from voice_agent.view import ViewState
+
+    state, buf = ViewState(), io.StringIO()
+    line = LineView(buf)
+    for ev in (TurnStart(0.1, turn=1), AsrCommit(0.5, text="I have two beds,", utterance=1),
+               AsrFinal(0.9, text="I have two beds,", utterance=1),
+               AsrCommit(1.5, text="far chairs", utterance=2), AsrCommit(1.9, text="and a car.", utterance=2),
+               AsrFinal(2.2, text="four chairs and a car.", revised=True, utterance=2)):
+        state.update(ev)
+        line(ev)
+    assert state.heard == "I have two beds, four chairs and a car."
+    assert "user said (corrected): four chairs and a car." in buf.getvalue()

@@ -27,6 +27,7 @@ class ViewState:
         self.heard, self.tentative, self.thinking, self.saying = "", "", "", ""
         self.status = "listening"
         self.turn = 0
+        self._utterance = (0, 0)  # the open utterance's id, and len(heard) before its words
 
     def update(self, ev: Event) -> None:
         if isinstance(ev, TurnStart):
@@ -36,12 +37,16 @@ class ViewState:
         elif isinstance(ev, VadEnd):
             self.status = "user paused"
         elif isinstance(ev, AsrCommit):
+            if ev.utterance != self._utterance[0]:
+                self._utterance = (ev.utterance, len(self.heard))
             self.heard = (self.heard + " " + ev.text.strip()).strip()
             self.tentative = ""
         elif isinstance(ev, AsrPartial):
             self.tentative = ev.text
         elif isinstance(ev, AsrFinal):
             self.tentative, self.status = "", "thinking"
+            if ev.revised and ev.utterance == self._utterance[0]:  # its words, corrected
+                self.heard = (self.heard[:self._utterance[1]] + " " + ev.text.strip()).strip()
         elif isinstance(ev, LlmThink):
             self.thinking = (self.thinking + ev.text)[-TAIL_CHARS:]
         elif isinstance(ev, LlmDraftCheck):  # the draft was re-read: these thoughts stand
@@ -102,7 +107,8 @@ class LineView:
         elif isinstance(ev, AsrCommit) and ev.text.strip():
             line = f"[{ev.t:6.2f}] heard: {ev.text.strip()}"
         elif isinstance(ev, AsrFinal):
-            line = f"[{ev.t:6.2f}] user said: {ev.text.strip() or '(nothing)'}"
+            said = "user said (corrected)" if ev.revised else "user said"
+            line = f"[{ev.t:6.2f}] {said}: {ev.text.strip() or '(nothing)'}"
         elif isinstance(ev, TtsChunkReady):
             line = f"[{ev.t:6.2f}] speak #{ev.index}: {ev.text}"
         elif isinstance(ev, BargeIn):
