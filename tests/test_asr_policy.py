@@ -232,6 +232,8 @@ def test_the_final_says_what_the_whole_utterance_decode_heard():
     assert final.text == "I have far chairs, a bed." and not final.revised
     same = hyp("I", "have", "far", "chairs,", "a", "bed.")
     assert not _recognised(early, early, same, updates=3)[1].revised  # nothing to correct
+    # longer than revise_max_s (here 1 s of 1.5): not held whole, the commits stand
+    assert not _recognised(early, early, whole, updates=3, revise_max_s=1.0)[1].revised
 
 
 def test_a_whole_decode_that_changes_too_much_leaves_the_commits_standing():

@@ -74,7 +74,8 @@ class UtteranceRecognizer:
         self.offset = audio_t  # audio time of buffer[0]
         self._buffer = np.zeros(0, dtype=np.float32)
         self.start = audio_t  # audio time of the utterance's first sample
-        self._audio = np.zeros(0, dtype=np.float32)  # the whole utterance (asr.revise_final)
+        # The whole utterance (asr.revise_final); None once longer than revise_max_s
+        self._audio: np.ndarray | None = np.zeros(0, np.float32) if self.config.revise_final else None
         # The last hypothesis that heard the utterance from its start, and how far: later
         # updates of a trimmed buffer (the silence after a pause's pass) leave it standing.
         self._whole: list[Word] | None = None
@@ -103,8 +104,10 @@ class UtteranceRecognizer:
         if self.is_open:
             pcm = pcm.astype(np.float32) / 32768.0
             self._buffer = np.concatenate([self._buffer, pcm])
-            if self.config.revise_final:
+            if self._audio is not None:
                 self._audio = np.concatenate([self._audio, pcm])
+                if len(self._audio) > self.config.revise_max_s * SAMPLE_RATE:
+                    self._audio = None  # too long to hear whole: the commits stand
 
     @property
     def buffer_end(self) -> float:
@@ -158,7 +161,7 @@ class UtteranceRecognizer:
             end = min(len(audio), int(round((speech_end - start + tail) * SAMPLE_RATE)))
             self._hear(self._decode(audio[:max(0, end)], start), start)
         self._post_commit(self.agreement.commit_all(), final=True)
-        text, revised = self._revision(self._committed_text.strip())
+        text, revised = self._revision(self._committed_text.strip(), heard_to)
         self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end,
                            revised=revised, utterance=self.utterance))
         self.is_open = False
@@ -174,14 +177,16 @@ class UtteranceRecognizer:
     def _span(self, whole: bool) -> tuple[float, np.ndarray]:
         """Where a decode starts and its audio: the buffer, or with ``whole`` the utterance
         from its start while ``revise_final`` holds all of it (≤ ``revise_max_s``)."""
-        if whole and self.config.revise_final and len(self._audio) / SAMPLE_RATE <= self.config.revise_max_s:
+        if whole and self._audio is not None:
             return self.start, self._audio
         return self.offset, self._buffer
 
-    def _revision(self, committed: str) -> tuple[str, bool]:
-        """The final's text: the last whole decode where it reads committed words
-        differently, unless it changed so many that it more likely went wrong."""
-        whole = words_text(self._whole or []).strip() if self.config.revise_final else ""
+    def _revision(self, committed: str, heard_to: float) -> tuple[str, bool]:
+        """The final's text: the last whole decode, if it heard to ``heard_to``, where it
+        reads committed words differently, unless it changed so many that it more
+        likely went wrong."""
+        heard = self._audio is not None and self._whole_until >= heard_to - _SLACK_S
+        whole = words_text(self._whole or []).strip() if heard else ""
         if not whole or normalize_words(whole) == normalize_words(committed):
             return committed, False
         if word_error_rate(committed, whole) > self.config.revise_max_change:
