@@ -243,11 +243,15 @@ def test_a_whole_decode_that_changes_too_much_leaves_the_commits_standing():
     assert not final.revised and final.text.startswith("Turn left and take three steps")
 
 
-def test_a_trimmed_utterances_pause_pass_hears_it_from_its_start():
+@pytest.mark.parametrize("contested", [True, False])
+def test_a_trimmed_utterances_pause_pass_hears_it_whole_when_commits_were_contested(contested):
     """Past trim_after_s the buffer is cut at a committed sentence end, and updates decode
-    only what follows; the pause's pass (which may serve the final) decodes the utterance
-    from its first sample, with no committed words as its prompt (it hears them). An
-    update of the silence after it does not make the final decode it all again."""
+    only what follows. When a later hypothesis read committed words differently before
+    the cut ("four" for the committed "far"), the pause's pass (which may serve the final)
+    decodes the utterance from its first sample, with no committed words as its prompt
+    (it hears them), and the final says what it heard. Uncontested, the pass decodes the
+    buffer (a whole decode would only delay the turn's end). An update of the silence
+    after the pass does not make the final decode again."""
     import numpy as np
 
     from voice_agent.asr.config import AsrConfig
@@ -255,27 +259,34 @@ def test_a_trimmed_utterances_pause_pass_hears_it_from_its_start():
     from voice_agent.events import AsrFinal
 
     first = hyp("I", "have", "far", "chairs.", step=0.1)
+    third = hyp("I", "have", "four" if contested else "far", "chairs.", "A", step=0.1)
     rest = hyp("A", "bed.", step=0.1)
     whole = hyp("I", "have", "four", "chairs.", "A", "bed.", step=0.1)
-    decoder = _ScriptedDecoder(first, first, rest, whole, rest)
+    decoder = _ScriptedDecoder(first, first, third, whole if contested else rest, rest)
     events = []
     rec = UtteranceRecognizer(decoder, clock=type("C", (), {"now": lambda s: 0.0})(),
-                              config=AsrConfig(final_tail_s=0.1, trim_after_s=0.6, max_buffer_s=2.0),
+                              config=AsrConfig(final_tail_s=0.1, trim_after_s=1.1, max_buffer_s=2.0),
                               emit=events.append)
     rec.begin(0.0)
     for _ in range(3):
         rec.append(np.zeros(8000, np.int16))
         rec.update()
-    assert rec.offset > 0  # trimmed after "chairs."
+    assert rec.offset > 0 and rec.agreement.contested == contested  # trimmed after "chairs."
     speech_end = rec.buffer_end
     rec.update(pad_to=speech_end + 0.1)  # the pause's pass
-    assert decoder.heard_s[-1] == pytest.approx(1.6)  # 1.5 s of utterance + the padded tail
-    assert decoder.heard_s[-2] < 1.5 and decoder.prompts[-1] == ""
+    if contested:
+        assert decoder.heard_s[-1] == pytest.approx(1.6)  # 1.5 s of utterance + the padded tail
+        assert decoder.prompts[-1] == ""
+    else:
+        assert decoder.heard_s[-1] == pytest.approx(1.6 - rec.offset)  # the buffer
     rec.append(np.zeros(8000, np.int16))  # silence while the turn policy decides
+    buffered = rec.buffer_s
     rec.update()
-    assert decoder.heard_s[-1] < 1.5
+    assert decoder.heard_s[-1] == pytest.approx(buffered)  # (the buffer, not the utterance)
     rec.finish(speech_end)  # reuses the pass: no decode
-    assert len(decoder.heard_s) == 5
+    assert len(decoder.heard_s) == 5 and rec.stats.final_reused == 1
     (final,) = [e for e in events if isinstance(e, AsrFinal)]
-    assert final.revised and final.text == "I have four chairs. A bed."
-    assert rec.stats.final_reused == 1 and rec.stats.revised == 1
+    if contested:
+        assert final.revised and final.text == "I have four chairs. A bed."
+    else:
+        assert not final.revised and final.text == "I have far chairs. A bed."

@@ -318,8 +318,11 @@ def test_no_update_starts_while_a_pause_waits_for_its_tail(whisper_model):
     assert asr.stats.decodes == 0                    # ... but the pause's tail is not here
     asr.push(pcm[at(0.55):at(0.60)])                 # the tail has arrived: the pass runs
     assert asr.stats.decodes == 1 and asr.stats.buffer_s[-1] >= 0.60 - 1e-9
+    asr.push(pcm[at(0.60):at(1.20)])                 # more silence, 0.6 s past the pass:
+    assert asr.stats.decodes == 1                    # no update decodes it (the final would
+    # wait behind one started just before the turn ends; spoken runs saw 0.2-0.35 s)
     asr.resume()                                     # speech went on: updates as usual
-    asr.push(pcm[at(0.60):at(1.10)])
+    asr.push(pcm[at(1.20):at(1.30)])
     assert asr.stats.decodes == 2
     asr.close()
 

@@ -51,6 +51,9 @@ class LocalAgreement:
         self._in_buffer = 0  # how many trailing committed words the audio buffer still holds
         self._previous: list[Word] = []  # last hypothesis, minus what is committed
         self._current: list[Word] | None = None  # inserted, not flushed yet
+        # A later hypothesis read committed words (still in the buffer) differently: the
+        # commits may be wrong, and only a decode of the whole utterance can correct them
+        self.contested = False
 
     @property
     def committed_end(self) -> float:
@@ -65,6 +68,7 @@ class LocalAgreement:
         held = self.held()
         if held and [w.key() for w in words[:len(held)]] == [w.key() for w in held]:
             return words[len(held):]  # the usual case: the hypothesis repeats them verbatim
+        self.contested = self.contested or bool(held)
         fresh = [w for w in words if w.start > self.committed_end - _OVERLAP_S]
         # A word cut at the buffer boundary may be heard again: drop the longest n-gram
         # that ends the committed text and starts the fresh words.

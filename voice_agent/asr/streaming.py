@@ -51,6 +51,9 @@ class StreamingAsr:
         self._clock = clock
         self._speculate_at: float | None = None  # audio time of a pending speculative pass
         self._end_at: float | None = None  # speech end of a pending final
+        # The pause's pass ran and no speech came since: updates would decode silence, and
+        # one started just before the turn ends holds the final back behind it
+        self._passed = False
         self._threaded = threaded
         self._queue: queue.Queue[tuple] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -139,6 +142,7 @@ class StreamingAsr:
             if self._rec.is_open:  # the previous utterance's final comes first, in order
                 self._finish(self._end_at if self._end_at is not None else self._rec.buffer_end)
             self._speculate_at = self._end_at = None
+            self._passed = False
             self._rec.begin(cmd[1], cmd[2], cmd[3])
         elif kind == "audio":
             self._rec.append(cmd[1])
@@ -146,6 +150,7 @@ class StreamingAsr:
             self._speculate_at = cmd[1] if self.config.speculative_final else None
         elif kind == "resume":
             self._speculate_at = None  # not started yet: speech went on, drop it
+            self._passed = False
         elif kind == "end":
             self._end_at = cmd[1]
 
@@ -163,7 +168,7 @@ class StreamingAsr:
             # update started now would hold the thread then, and the final, which needs
             # that pass, would wait for both decodes.
             return self._speculation_needed()
-        return rec.due()
+        return rec.due() and not self._passed
 
     def _speculation_needed(self) -> bool:
         """A pause is pending, ``speculate_after_s`` of its silence has arrived, and no
@@ -190,11 +195,11 @@ class StreamingAsr:
                 with self._urgency.running():
                     self._finish(self._end_at)
             elif self._speculation_needed():
-                pad_to, self._speculate_at = self._tail_end(), None
+                pad_to, self._speculate_at, self._passed = self._tail_end(), None, True
                 with self._urgency.running():
                     # covers the pause and the tail; its hypothesis may serve the final
                     self._rec.update(pad_to=pad_to)
-            elif self._speculate_at is None and self._rec.due():
+            elif self._speculate_at is None and not self._passed and self._rec.due():
                 behind = self._rec.buffer_end - self._rec.decoded_until
                 with self._urgency.running() if behind >= self.config.urgent_lag_s else nullcontext():
                     self._rec.update()

@@ -176,8 +176,11 @@ class UtteranceRecognizer:
 
     def _span(self, whole: bool) -> tuple[float, np.ndarray]:
         """Where a decode starts and its audio: the buffer, or with ``whole`` the utterance
-        from its start while ``revise_final`` holds all of it (≤ ``revise_max_s``)."""
-        if whole and self._audio is not None:
+        from its start while ``revise_final`` holds all of it (≤ ``revise_max_s``). A
+        trimmed buffer is heard whole only when a later hypothesis read committed words
+        differently (``contested``): otherwise the longer window would only delay the
+        turn's end (spoken navigate: its decision came 0.31 s later)."""
+        if whole and self._audio is not None and self.agreement.contested:
             return self.start, self._audio
         return self.offset, self._buffer
 
