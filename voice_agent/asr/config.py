@@ -44,9 +44,10 @@ class AsrConfig:
     # committed on the way (LocalAgreement commits early: whisper wrote "I have far chairs"
     # for every cut of one list question until most of it was heard, and commits are
     # append-only). A buffer never trimmed gets this from the pause's pass as it is; a
-    # trimmed one has the pass decode the utterance from its start (a longer window: ~0.3 s
-    # more here for a 10 s question). The session then replaces the utterance's words it
-    # sent the model, which re-reads them (docs/architecture.md, step 5).
+    # trimmed one has the pass decode the utterance from its start when a later hypothesis
+    # read committed words differently (a longer window: ~0.3 s more here for a 10 s
+    # question). The session then replaces the utterance's words it sent the model, which
+    # re-reads them (docs/architecture.md, step 5).
     revise_final: bool = True
     revise_max_s: float = 25.0  # longer utterances keep their commits (Whisper hears ≤ 30 s)
     # A whole decode that changes more of the committed words than this is more likely a
