@@ -75,7 +75,10 @@ class UtteranceRecognizer:
         self._buffer = np.zeros(0, dtype=np.float32)
         self.start = audio_t  # audio time of the utterance's first sample
         # The whole utterance (asr.revise_final); None once longer than revise_max_s
-        self._audio: np.ndarray | None = np.zeros(0, np.float32) if self.config.revise_final else None
+        # (kept as frames, joined only for a whole decode: appending to one array copied it
+        # all at every frame)
+        self._audio: list[np.ndarray] | None = [] if self.config.revise_final else None
+        self._audio_n = 0  # samples in it
         # The last hypothesis that heard the utterance from its start, and how far: later
         # updates of a trimmed buffer (the silence after a pause's pass) leave it standing.
         self._whole: list[Word] | None = None
@@ -105,8 +108,9 @@ class UtteranceRecognizer:
             pcm = pcm.astype(np.float32) / 32768.0
             self._buffer = np.concatenate([self._buffer, pcm])
             if self._audio is not None:
-                self._audio = np.concatenate([self._audio, pcm])
-                if len(self._audio) > self.config.revise_max_s * SAMPLE_RATE:
+                self._audio.append(pcm)
+                self._audio_n += len(pcm)
+                if self._audio_n > self.config.revise_max_s * SAMPLE_RATE:
                     self._audio = None  # too long to hear whole: the commits stand
 
     @property
@@ -180,9 +184,10 @@ class UtteranceRecognizer:
         trimmed buffer is heard whole only when a later hypothesis read committed words
         differently (``contested``): otherwise the longer window would only delay the
         turn's end (spoken navigate: its decision came 0.31 s later)."""
-        if whole and self._audio is not None and self.agreement.contested:
-            return self.start, self._audio
-        return self.offset, self._buffer
+        if whole and self._audio is not None and self.agreement.contested and self.offset > self.start:
+            self._audio = [np.concatenate(self._audio)]
+            return self.start, self._audio[0]
+        return self.offset, self._buffer  # (never trimmed: the buffer is the utterance)
 
     def _revision(self, committed: str, heard_to: float) -> tuple[str, bool]:
         """The final's text: the last whole decode, if it heard to ``heard_to``, where it
