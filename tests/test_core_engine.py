@@ -354,12 +354,13 @@ def test_checked_listening_draft_ends_in_think_modes_thoughts(tiny, every):
 
 
 def test_a_draft_whose_first_thought_changes_is_dropped_unread(tiny):
-    """When the thinker, re-reading with the new words, already opens with another thought,
-    the whole draft goes without a prefill of it: only the opening is read."""
+    """Without repairs (``draft_repairs=0``), when the thinker, re-reading with the new
+    words, already opens with another thought, the whole draft goes without a prefill of
+    it: only the opening is read."""
     from voice_agent.events import LlmDraftCheck
 
     eng = engine(tiny, check_listen_thoughts=True, check_listen_every=1, max_listen_thoughts=40,
-                 max_thoughts=40, max_answer=8, control_every=4)
+                 max_thoughts=40, max_answer=8, control_every=4, draft_repairs=0)
     eng.begin_turn()
     eng.listen("what is the")
     for _ in range(5):

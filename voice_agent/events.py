@@ -176,14 +176,16 @@ class LlmControl(Event):
 @dataclass(frozen=True)
 class LlmDraftCheck(Event):
     """The thinker re-read the thoughts it wrote while the user spoke, with the words heard
-    since (``engine.check_listen_thoughts``). The thoughts are now their first ``kept``
-    tokens (``text``); the ``llm.think`` events that follow continue from there. Posted by
-    the model worker."""
+    since (``engine.check_listen_thoughts``). The thoughts are now ``kept`` tokens
+    (``text``): what it would write again now, the draft's tokens with at most ``repairs``
+    of its own choices where it read the draft differently; the ``llm.think`` events that
+    follow continue from there. Posted by the model worker."""
 
-    kept: int = 0  # draft tokens it would write again now, kept
-    dropped: int = 0  # draft tokens after the first difference, taken back
+    kept: int = 0  # thought tokens after the check, each one the thinker would write now
+    dropped: int = 0  # draft tokens taken back (the draft's length less ``kept``)
+    repairs: int = 0  # places where the thinker chose another token and the draft went on after it
     text: str = ""  # the thoughts after the check (the kept tokens, decoded)
-    ms: float = 0.0  # milliseconds of wall time for the check's two prefills
+    ms: float = 0.0  # milliseconds of wall time for the check's prefills
     step: int = 0  # the decoder's step counter
     turn: int = 0  # the session's turn number, from 1
     EV: ClassVar[str] = "llm.draft_check"

@@ -100,6 +100,12 @@ class EngineConfig:
     # the new words anyway), or when it is paused (it ended a paragraph, or its thoughts,
     # on what it had heard). The end of the turn always re-reads: that keeps the exactness.
     check_listen_every: int = 16
+    # Where the re-read thinker chooses another token than the draft, the check guesses
+    # where the draft resumes after it (core/draft.py) and reads on, up to this many times a
+    # check; each guess costs a read of a few tokens first. 0: keep the prefix before the
+    # first difference only. Found in spoken counting: "Counting items. a bed: 1, ..."
+    # turned into "Counting objects." when the question came, and 150 thought tokens went.
+    draft_repairs: int = 4
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
     # auto | off | on | regional: decode steps through one torch.compile graph

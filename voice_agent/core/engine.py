@@ -19,6 +19,7 @@ import torch
 from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, make_plan
 from voice_agent.core.attention_lse import use_view_attention
 from voice_agent.core.compiled import CompileError, CompiledDecode, wanted
+from voice_agent.core.draft import resume_at
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
 from voice_agent.core.kv import ArenaShape, BlockArena, arena_dtype
@@ -354,13 +355,15 @@ class Engine(DecoderBase):
 
     def _check_draft(self) -> list[Event]:
         """``check_listen_thoughts``: re-read the thoughts with the words heard so far and
-        keep the longest prefix the thinker would write again; the first token it now
-        chooses differently (or the one after the whole draft) continues them.
+        keep what the thinker would write again; its next choice continues them.
 
-        Two prefills (the think opening, then the draft with logits at every position)
-        replace the K/V the draft was written with, so what is kept reads the new words
-        too; when the opening already chooses another first thought, the second is
-        skipped. Thoughts a full window cut at the front cannot be re-read: kept as they are.
+        Speculative decoding with the old draft as the guess: the think opening is read,
+        then the draft (a short first read, then the rest), and each read keeps the tokens
+        the thinker chooses itself. Where it chooses another token, up to ``draft_repairs``
+        times the check guesses where the draft resumes after it (``core/draft.py``) and
+        reads on from there; otherwise the rest goes. Every kept token is the thinker's own
+        greedy choice given the new words, and its K/V was written with them. Thoughts a
+        full window cut at the front cannot be re-read: kept as they are.
         """
         if not self.config.check_listen_thoughts or self.thinking_done:
             return []
@@ -374,26 +377,48 @@ class Engine(DecoderBase):
         self.arena.clear("think_open")
         self.arena.clear("thoughts")
         first, _ = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
-        choices = self._pick([first[0]], ["thinker"])
-        if choices[0] == draft[0]:
-            # Only then is the draft worth reading: in spoken runs about a third of the
-            # checks dropped it all at its first token, and each read of ~20 tokens cost
-            # as much as several decode steps beside the recogniser.
-            rest, _ = self._prefill("thoughts", self.layout.thinker, draft, logits=True, keep=len(draft))
-            choices += self._pick(list(rest[0]), ["thinker"] * len(draft))
-        kept = next((j for j, (c, d) in enumerate(zip(choices, draft)) if c != d), len(draft))
-        self.arena.truncate("thoughts", kept)  # the K/V of draft[:kept], now read with the new words
+        nxt = self._pick([first[0]], ["thinker"])[0]
+        kept: list[int] = []
+        resume, repairs, repaired, cautious = 1, 0, False, True
+        if nxt != draft[0]:
+            # In spoken runs about a third of the checks chose another first thought; a
+            # full read of such a draft cost as much as several decode steps, so without
+            # repairs it goes unread.
+            if self.config.draft_repairs <= 0:
+                resume = len(draft)
+            else:
+                resume, repairs, repaired = resume_at(draft, 0, nxt, False), 1, True
+        while resume < len(draft) and len(kept) < len(draft):
+            guess = [nxt, *draft[resume:]][:len(draft) - len(kept)]
+            if cautious and len(guess) > 2 * _FIRST_READ:  # a long guess is read once its
+                guess = guess[:_FIRST_READ]                # start holds
+            logits, _ = self._prefill("thoughts", self.layout.thinker, guess, logits=True,
+                                      keep=len(guess))
+            choices = self._pick(list(logits[0]), ["thinker"] * len(guess))
+            took = next((i for i in range(1, len(guess)) if guess[i] != choices[i - 1]), len(guess))
+            kept += guess[:took]
+            self.arena.truncate("thoughts", len(kept))  # the K/V of the kept tokens only
+            nxt, pos = choices[took - 1], resume + took - 1
+            after_repair, cautious = repaired and took == 1, False
+            repaired = False
+            if pos >= len(draft) or nxt == draft[pos]:
+                resume = pos + 1
+            elif repairs < self.config.draft_repairs:
+                resume, repairs, repaired, cautious = resume_at(draft, pos, nxt, after_repair), repairs + 1, True, True
+            else:
+                break
         self.thoughts = TextStream(self.prompts.tok)
-        for tok in draft[:kept]:
+        for tok in kept:
             self.thoughts.push(tok)
-        self.think_pending, self.thoughts_while_listening = None, kept
-        self.draft_read, self.draft_size = self.heard_pieces, kept
+        self.think_pending, self.thoughts_while_listening = None, len(kept)
+        self.draft_read, self.draft_size = self.heard_pieces, len(kept)
         self.draft_ended = False  # the re-read decides anew whether the thoughts end here
-        if kept < len(draft):
+        if kept != draft[:len(kept)] or len(kept) < len(draft):
             self._split_changed()
-        check = LlmDraftCheck(t=self.clock.now(), kept=kept, dropped=len(draft) - kept,
-                              text=self.thoughts.text, ms=_ms(t0), step=self.steps, turn=self.turn)
-        return [check, *self._accept_thought(choices[kept])]
+        check = LlmDraftCheck(t=self.clock.now(), kept=len(kept), dropped=len(draft) - len(kept),
+                              repairs=repairs, text=self.thoughts.text, ms=_ms(t0),
+                              step=self.steps, turn=self.turn)
+        return [check, *self._accept_thought(nxt)]
 
     def _open_writer(self) -> list[Event]:
         text = (self.prompts.template.think_close if self.thinking_done
@@ -579,6 +604,11 @@ def _repeats_a_paragraph(text: str) -> bool:
     paras = [" ".join(p.split()).lower() for p in text.split("\n\n")]
     paras = [p for p in paras if p]
     return len(paras) >= 2 and paras[-1] in paras[:-1]
+
+
+# Tokens of a draft read first, before the rest: a draft the new words changed early is
+# dropped (or repaired) after a read of this many, not of all of it.
+_FIRST_READ = 12
 
 
 def _ms(t0: float) -> float:
