@@ -379,7 +379,8 @@ class Engine(DecoderBase):
         first, _ = self._prefill("think_open", self.layout.think_open, self.think_open_ids, logits=True)
         nxt = self._pick([first[0]], ["thinker"])[0]
         kept: list[int] = []
-        resume, repairs, repaired, cautious = 1, 0, False, True
+        resume, repairs, repaired, misses = 1, 0, False, 0
+        read = _FIRST_READ  # the next read's length when the guess is long
         if nxt != draft[0]:
             # In spoken runs about a third of the checks chose another first thought; a
             # full read of such a draft cost as much as several decode steps, so without
@@ -387,11 +388,11 @@ class Engine(DecoderBase):
             if self.config.draft_repairs <= 0:
                 resume = len(draft)
             else:
-                resume, repairs, repaired = resume_at(draft, 0, nxt, False), 1, True
+                resume, repairs, repaired, read = resume_at(draft, 0, nxt, False), 1, True, _REPAIR_READ
         while resume < len(draft) and len(kept) < len(draft):
             guess = [nxt, *draft[resume:]][:len(draft) - len(kept)]
-            if cautious and len(guess) > 2 * _FIRST_READ:  # a long guess is read once its
-                guess = guess[:_FIRST_READ]                # start holds
+            if len(guess) > 2 * read:  # a long guess is read in full once its start holds
+                guess = guess[:read]
             logits, _ = self._prefill("thoughts", self.layout.thinker, guess, logits=True,
                                       keep=len(guess))
             choices = self._pick(list(logits[0]), ["thinker"] * len(guess))
@@ -399,12 +400,16 @@ class Engine(DecoderBase):
             kept += guess[:took]
             self.arena.truncate("thoughts", len(kept))  # the K/V of the kept tokens only
             nxt, pos = choices[took - 1], resume + took - 1
-            after_repair, cautious = repaired and took == 1, False
-            repaired = False
+            if repaired:  # a guess that held for a few tokens was worth it
+                misses = misses + 1 if took < _REPAIR_HELD else 0
+            after_repair, repaired, read = repaired and took == 1, False, len(draft)
             if pos >= len(draft) or nxt == draft[pos]:
                 resume = pos + 1
-            elif repairs < self.config.draft_repairs:
-                resume, repairs, repaired, cautious = resume_at(draft, pos, nxt, after_repair), repairs + 1, True, True
+            elif repairs < self.config.draft_repairs and misses < 2:
+                # (two guesses in a row that failed at once: the new words changed the
+                # thoughts, not a word of them)
+                resume, repairs, repaired, read = (resume_at(draft, pos, nxt, after_repair),
+                                                   repairs + 1, True, _REPAIR_READ)
             else:
                 break
         self.thoughts = TextStream(self.prompts.tok)
@@ -607,8 +612,11 @@ def _repeats_a_paragraph(text: str) -> bool:
 
 
 # Tokens of a draft read first, before the rest: a draft the new words changed early is
-# dropped (or repaired) after a read of this many, not of all of it.
+# dropped (or repaired) after a read of this many, not of all of it. After a repair the
+# guess is tried on fewer first, and it "held" when this many of them were kept.
 _FIRST_READ = 12
+_REPAIR_READ = 6
+_REPAIR_HELD = 3
 
 
 def _ms(t0: float) -> float:
