@@ -102,9 +102,11 @@ class EngineConfig:
     check_listen_every: int = 16
     # Where the re-read thinker chooses another token than the draft, the check guesses
     # where the draft resumes after it (core/draft.py) and reads on, up to this many times a
-    # check; each guess costs a read of a few tokens first. 0: keep the prefix before the
-    # first difference only. Found in spoken counting: "Counting items. a bed: 1, ..."
-    # turned into "Counting objects." when the question came, and 150 thought tokens went.
+    # check (and not after two guesses in a row that failed at once); each guess costs a
+    # read of a few tokens first. 0: keep the prefix before the first difference only.
+    # Found in spoken counting: "Counting items. a bed: 1, ..." turned into "Counting
+    # objects." when the question came, and 150 thought tokens went. Exact either way;
+    # on a 2-core CPU a wash for spoken latency (the adapter's model card).
     draft_repairs: int = 4
     sampling: Sampling | None = None   # None: greedy
     eager_attention: bool = False      # the slow twin, for checks
