@@ -19,9 +19,9 @@ import torch
 from voice_agent.core.attention import ArenaCache, RopeTables, forward_step, make_plan
 from voice_agent.core.attention_lse import use_view_attention
 from voice_agent.core.compiled import CompileError, CompiledDecode, wanted
-from voice_agent.core.draft import resume_at
 from voice_agent.core.decode import (EngineConfig, DecoderBase, TextStream, control_decision,
                                      ends_paragraph, forbid_bias, pick_tokens)
+from voice_agent.core.draft import resume_at
 from voice_agent.core.kv import ArenaShape, BlockArena, arena_dtype
 from voice_agent.core.layout import Layout, Prompts, Template, shared_prefix
 from voice_agent.core.window import check_fixed, drop_front, fit_history, tokens_to_drop
