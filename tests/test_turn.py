@@ -131,24 +131,26 @@ class _Unconvinced:
         return 0.2
 
 
-@pytest.mark.parametrize("question_ms", [1000, 0])
+@pytest.mark.parametrize("question_ms, sure, wait_s", [(1000, 0.0, 1.0), (1000, 0.8, 0.5),
+                                                     (0, 0.8, 2.0)])
 def test_words_ending_in_a_question_mark_end_a_turn_the_model_hears_unfinished(
-        whisper_model, question_ms):
+        whisper_model, question_ms, sure, wait_s):
     """The model says incomplete, but the words read "What is the capital of France?": the
-    turn ends after turn_question_ms of silence (by="question"), not the long limit; with
-    0 it waits for the limit as before."""
+    turn ends after turn_question_ms of silence (by="question"), not the long limit, and
+    after turn_unsure_ms where Whisper was sure of its "?" (it is, here: P ~0.96); with
+    turn_question_ms 0 it waits for the limit as before."""
     events = listen(whisper_model, SAMPLES / "capital_of_france.wav", _Unconvinced(), pad_s=2.5,
-                    turn_question_ms=question_ms)
+                    turn_question_ms=question_ms, turn_question_sure=sure)
     end, = of(events, VadEnd)
     decisions = of(events, TurnDecision)
     assert decisions[0].by == "model" and not decisions[0].complete
+    assert end.t - end.audio_t == pytest.approx(wait_s, abs=0.021)
     if question_ms:
         assert decisions[-1].by == "question" and decisions[-1].complete
         assert decisions[-1].probability == 0.2
-        assert end.t - end.audio_t == pytest.approx(question_ms / 1000, abs=0.021)
+        assert ("sure" in decisions[-1].reason) == bool(sure)
     else:
         assert decisions[-1].by == "limit"
-        assert end.t - end.audio_t == pytest.approx(2.0, abs=0.021)
 
 
 def test_words_that_are_no_question_keep_listening_to_the_limit():
@@ -158,6 +160,7 @@ def test_words_that_are_no_question_keep_listening_to_the_limit():
     from voice_agent.audio.turn import HeardEnding, TurnPolicy
 
     for reading, ends in [(HeardEnding(question=True), True), (HeardEnding(), False),
+                          (HeardEnding(question=True, sure=True), True),
                           (HeardEnding(cut="ellipsis"), False), (None, False)]:
         clock, events = SimClock(), []
         policy = TurnPolicy(VadConfig(), _Unconvinced(), clock, events.append,
@@ -172,8 +175,8 @@ def test_words_that_are_no_question_keep_listening_to_the_limit():
                 ended_at = t
                 break
         assert (ended_at is not None) == ends, reading
-        if ends:
-            assert ended_at == pytest.approx(0.4 + 1.0, abs=1e-6)  # turn_question_ms
+        if ends:  # turn_question_ms; turn_unsure_ms for a question mark Whisper was sure of
+            assert ended_at == pytest.approx(0.4 + (0.5 if reading.sure else 1.0), abs=1e-6)
             assert events[-1].by == "question"
 
 
@@ -453,3 +456,22 @@ def test_threaded_policy_gives_the_inline_verdicts_one_frame_later(whisper_model
         a = by_audio_t[b.audio_t]
         assert b.probability == pytest.approx(a.probability, abs=1e-4)
         assert b.t == pytest.approx(a.t + 0.02, abs=1e-6)
+
+
+def test_a_sure_question_mark_waits_the_longer_pause_when_the_rule_is_off():
+    """``turn_question_sure = 0``: Whisper's certainty is not read; every question mark
+    waits ``turn_question_ms``."""
+    from voice_agent.audio.frames import AudioFrame
+    from voice_agent.audio.turn import HeardEnding, TurnPolicy
+
+    clock, events = SimClock(), []
+    policy = TurnPolicy(VadConfig(turn_question_sure=0.0), _Unconvinced(), clock, events.append,
+                        text_ending=lambda speech_end: HeardEnding(question=True, sure=True))
+    policy.begin(1, np.zeros(320, np.int16))
+    for i in range(1, 100):
+        t = i * 0.02
+        clock.advance_to(t)
+        if policy.check(AudioFrame(t=t, audio_t=t - 0.02, pcm=np.zeros(320, np.int16)),
+                        last_voiced_end=min(t, 0.4)):
+            break
+    assert t == pytest.approx(1.4, abs=1e-6) and events[-1].by == "question"

@@ -146,7 +146,10 @@ class Listener:
         if not self._covers(heard, speech_end):
             return None
         cut = unfinished_ending(heard.text, self.config.asr.language)
-        return HeardEnding(cut=cut, question=not cut and ends_in_question(heard.text))
+        question = not cut and ends_in_question(heard.text)
+        sure = (question and heard.end_prob is not None
+                and heard.end_prob >= self.config.vad.turn_question_sure)
+        return HeardEnding(cut=cut, question=question, sure=sure)
 
     def _covers(self, heard: Heard, speech_end: float) -> bool:
         return heard.utterance == self.utterance and \

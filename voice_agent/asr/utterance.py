@@ -51,6 +51,9 @@ class Heard:
     utterance: int = 0
     until: float = 0.0  # audio time the hypothesis heard up to
     text: str = ""  # its words as Whisper wrote them (punctuation kept)
+    # how sure Whisper was of the last token of ``text`` (None: the text is not the
+    # hypothesis's own, or it had no tokens)
+    end_prob: float | None = None
 
 
 class UtteranceRecognizer:
@@ -224,8 +227,10 @@ class UtteranceRecognizer:
         if start <= self.start:
             self._whole, self._whole_until = words, self.decoded_until
         # the buffer's words; committed text that left the buffer when it heard none
-        text = words_text(hyp.words).strip() or words_text(self.agreement.committed).strip()
-        self.heard = Heard(self.utterance, self.decoded_until, text)
+        own = words_text(hyp.words).strip()
+        text = own or words_text(self.agreement.committed).strip()
+        self.heard = Heard(self.utterance, self.decoded_until, text,
+                           hyp.last_prob if own else None)
 
     def _prompt(self, whole: bool = False) -> str:
         """Committed text that already left the buffer (what is in it will be heard

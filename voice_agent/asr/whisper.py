@@ -86,6 +86,9 @@ class Hypothesis:
     avg_logprob: float = 0.0
     fallback: bool = False  # the fitted window looked degenerate and was redone in full
     tokens: list[int] = field(default_factory=list)
+    # the probability Whisper gave its last text token (how sure it is of the end mark it
+    # wrote: the end-of-turn policy reads it); None without tokens
+    last_prob: float | None = None
 
 
 class WhisperDecoder:
@@ -121,12 +124,13 @@ class WhisperDecoder:
             logger.debug("fitted window gave degenerate text; redoing with 30 s")
             hyp = self._decode_window(feats, content, prompt, _FULL_FRAMES)
             fallback = True
-        tokens, words, nsp, logprob, window = hyp
+        tokens, words, nsp, logprob, window, last_prob = hyp
         if nsp > self.config.no_speech_threshold and logprob < self.config.logprob_threshold:
-            words, tokens = [], []
+            words, tokens, last_prob = [], [], None
         return Hypothesis(words=words, audio_s=audio_s, window_s=window * _HOP / SAMPLE_RATE,
                           compute_s=time.perf_counter() - t0, no_speech_prob=nsp,
-                          avg_logprob=logprob, fallback=fallback, tokens=tokens)
+                          avg_logprob=logprob, fallback=fallback, tokens=tokens,
+                          last_prob=last_prob)
 
     def _fit(self, audio_s: float) -> int:
         """Encoder frames for a fitted window: buffer + padding, whole seconds, even."""
@@ -144,10 +148,12 @@ class WhisperDecoder:
         result = self.model.model.generate(
             encoded, [prompt_ids], beam_size=self.config.beam_size,
             max_length=min(_MAX_TOKENS, len(prompt_ids) + budget), return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress)[0]
+            return_logits_vocab=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=self._suppress)[0]
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
         words = self._align(tokens, encoded, min(content, frames))
-        return tokens, words, float(result.no_speech_prob), float(result.scores[0]), frames
+        return (tokens, words, float(result.no_speech_prob), float(result.scores[0]), frames,
+                _last_prob(result, tokens))
 
     def _prompt(self, prompt: str) -> list[int]:
         ids: list[int] = []
@@ -166,6 +172,16 @@ class WhisperDecoder:
         limit = frames / 100
         return [Word(w["word"], float(min(w["start"], limit)), float(min(w["end"], limit)))
                 for w in aligned if w["word"]]
+
+
+def _last_prob(result: Any, tokens: list[int]) -> float | None:
+    """P(last text token) at the step that chose it, from the step's vocabulary logits."""
+    steps = getattr(result, "logits", None)
+    if not tokens or not steps or len(steps[0]) < len(tokens):
+        return None
+    row = np.asarray(steps[0][len(tokens) - 1], dtype=np.float64)
+    row = np.exp(row - row.max())
+    return float(row[tokens[-1]] / row.sum())
 
 
 def _degenerate(decoded: tuple, tokenizer: Any, audio_s: float) -> bool:

@@ -20,7 +20,8 @@ asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
   at once if the user speaks on;
 - an "incomplete" verdict on words that end in a question mark and do not read cut off
   still ends the turn after ``turn_question_ms`` of silence (``by="question"``), not the
-  long limit. Spoken runs showed why: with a TTS voice reading a list question ("...,
+  long limit, and after ``turn_unsure_ms`` when Whisper wrote that question mark with a
+  probability of at least ``turn_question_sure``. Spoken runs showed why: with a TTS voice reading a list question ("...,
   a bed, and a table. How many objects do I have?") the model said "incomplete" on 9 of
   15 (P 0.08–0.46), and each such turn waited for the limit. The wait (1 s) is longer
   than a mid-sentence pause, because Whisper may also write "?" there ("Why is the sky
@@ -70,6 +71,7 @@ class HeardEnding:
 
     cut: str = ""  # why they read cut off; "" when they may be a finished turn
     question: bool = False  # they end in a question mark (and do not read cut off)
+    sure: bool = False  # ... one Whisper wrote with at least ``vad.turn_question_sure``
 
 
 # speech_end → None while no hypothesis has heard the audio up to that pause yet; else how
@@ -224,17 +226,25 @@ class TurnPolicy:
         hypothesis has heard up to the pause, wait; other words drop the rule for this
         pause (the usual limit, or a re-ask, decides)."""
         assert self._question is not None and self.text_ending is not None
+        c = self.config
         p, not_before = self._question
-        if frame.end_t < not_before - 1e-9:
+        sure_from = (min(not_before, last_voiced_end + c.turn_unsure_ms / 1000)
+                     if c.turn_question_sure else not_before)
+        if frame.end_t < sure_from - 1e-9:
             return False
         reading = self.text_ending(last_voiced_end)
         if reading is None:
             return False
-        self._question = None
         if reading.cut or not reading.question:
+            self._question = None
             return False
+        sure = reading.sure and c.turn_question_sure > 0
+        if frame.end_t < (sure_from if sure else not_before) - 1e-9:
+            return False  # a question mark Whisper was not sure of waits the longer pause
+        self._question = None
+        wait = c.turn_unsure_ms if sure and sure_from < not_before else c.turn_question_ms
         self._decide(frame.end_t, last_voiced_end, p, True, "question",
-                     f"the words end in a question mark after {self.config.turn_question_ms} ms")
+                     f"the words end in a{' sure' if sure else ''} question mark after {wait} ms")
         return True
 
     def _settle(self, frame: AudioFrame, last_voiced_end: float) -> bool:

@@ -61,6 +61,11 @@ class VadConfig:
     # 1 s: longer than a mid-sentence pause (the pause sets' are 0.6-0.8 s; at 500 ms
     # whisper's "?" at such a pause split 2 more held-out questions), half the limit.
     turn_question_ms: int = 1000
+    # ... but after turn_unsure_ms when Whisper wrote that question mark with at least this
+    # probability (0: off). Its "?" at a mid-sentence pause is a guess: 0.25-0.75 on the
+    # pause sets' clips, against 0.74-0.97 on complete questions and a median 0.97 on the
+    # spoken BIG-bench questions (docs/turn_taking.md, "A question mark Whisper is sure of").
+    turn_question_sure: float = 0.8
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -79,6 +84,8 @@ class VadConfig:
         if not 0.0 <= self.turn_unsure_margin < 1.0 - self.turn_threshold:
             raise ValueError("vad turn_unsure_margin must be in [0, 1 - turn_threshold), got "
                              f"{self.turn_unsure_margin}")
+        if not 0.0 <= self.turn_question_sure <= 1.0:
+            raise ValueError(f"vad turn_question_sure must be in [0, 1], got {self.turn_question_sure}")
         # (a turn_question_ms at or past turn_limit_ms is allowed: the limit ends first)
         if self.turn_question_ms and self.turn_question_ms < self.turn_pause_ms:
             raise ValueError("vad needs turn_question_ms >= turn_pause_ms (or 0: off), got "
