@@ -8,7 +8,13 @@ import pytest
 
 from voice_agent.core.draft import REACH, resume_at
 from voice_agent.events import LlmDraftCheck
-from tests.test_core_engine import engine, tiny  # noqa: F401  (the module's fixture)
+from tests.test_core_engine import engine
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llm):
+    model, tok = tiny_llm
+    return model.eval(), tok
+
 
 BUDGETS = dict(check_listen_thoughts=True, check_listen_every=1, max_listen_thoughts=60,
                max_thoughts=60, max_answer=8, control_every=4)
@@ -48,7 +54,7 @@ def _reread(eng, draft: list[int]) -> LlmDraftCheck:
 
 
 @pytest.mark.parametrize("change", ["substitute", "delete", "insert"])
-def test_a_draft_changed_in_one_place_is_repaired_to_the_greedy_thoughts(tiny, change):  # noqa: F811
+def test_a_draft_changed_in_one_place_is_repaired_to_the_greedy_thoughts(tiny, change):
     eng = _drafted(tiny, 32)
     greedy = list(eng.thoughts.ids)  # the thinker's own thoughts on these words
     assert len(greedy) == 32
@@ -70,7 +76,7 @@ def test_a_draft_changed_in_one_place_is_repaired_to_the_greedy_thoughts(tiny, c
     assert eng.thoughts.ids[:n] == ref.thoughts.ids[:n] and n >= 38
 
 
-def test_without_repairs_a_changed_draft_keeps_its_prefix_only(tiny):  # noqa: F811
+def test_without_repairs_a_changed_draft_keeps_its_prefix_only(tiny):
     eng = _drafted(tiny, 30, draft_repairs=0)
     greedy = list(eng.thoughts.ids)
     other = next(t for t in range(3, 10_000) if t not in greedy)
@@ -79,7 +85,7 @@ def test_without_repairs_a_changed_draft_keeps_its_prefix_only(tiny):  # noqa: F
     assert eng.thoughts.ids == greedy[:7]  # the prefix, then the thinker's own next token
 
 
-def test_a_draft_the_thinker_agrees_with_is_kept_whole_in_two_reads(tiny):  # noqa: F811
+def test_a_draft_the_thinker_agrees_with_is_kept_whole_in_two_reads(tiny):
     """A long draft is read in two prefills (its start, then the rest) and kept whole."""
     eng = _drafted(tiny, 40)
     greedy = list(eng.thoughts.ids)

@@ -20,12 +20,13 @@ asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
   at once if the user speaks on;
 - an "incomplete" verdict on words that end in a question mark and do not read cut off
   still ends the turn after ``turn_question_ms`` of silence (``by="question"``), not the
-  long limit, and after ``turn_unsure_ms`` when Whisper wrote that question mark with a
-  probability of at least ``turn_question_sure``. Spoken runs showed why: with a TTS voice reading a list question ("...,
+  long limit. Spoken runs showed why: with a TTS voice reading a list question ("...,
   a bed, and a table. How many objects do I have?") the model said "incomplete" on 9 of
   15 (P 0.08–0.46), and each such turn waited for the limit. The wait (1 s) is longer
   than a mid-sentence pause, because Whisper may also write "?" there ("Why is the sky
-  blue during the day? | and not at sunset");
+  blue during the day? | and not at sunset"). But there it guesses: a question mark
+  Whisper wrote with a probability of at least ``turn_question_sure`` ends the turn
+  after ``turn_unsure_ms`` instead;
 - with ``turn_model = "none"``, or when the model cannot be loaded (one warning), the
   turn ends after the fixed ``hangover_ms``, as before the model existed; a model that
   fails while running falls back the same way, with one warning.
