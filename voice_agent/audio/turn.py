@@ -239,11 +239,11 @@ class TurnPolicy:
         if reading.cut or not reading.question:
             self._question = None
             return False
-        sure = reading.sure and c.turn_question_sure > 0
+        sure = reading.sure and sure_from < not_before  # (the rule off: they are equal)
         if frame.end_t < (sure_from if sure else not_before) - 1e-9:
             return False  # a question mark Whisper was not sure of waits the longer pause
         self._question = None
-        wait = c.turn_unsure_ms if sure and sure_from < not_before else c.turn_question_ms
+        wait = c.turn_unsure_ms if sure else c.turn_question_ms
         self._decide(frame.end_t, last_voiced_end, p, True, "question",
                      f"the words end in a{' sure' if sure else ''} question mark after {wait} ms")
         return True
