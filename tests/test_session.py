@@ -251,3 +251,44 @@ def test_a_revised_final_replaces_its_utterances_words_for_the_model():
     assert [type(c) for c in sent] == [Listen, Listen, Listen, Revise, EndOfTurn]
     assert sent[3].text == "I have four chairs, a fur bed."
     assert session.cur.user_words == ["I have four chairs,", "a fur bed."]
+
+
+def test_a_pause_before_the_answer_plays_takes_all_of_it_back_after_an_earlier_answer():
+    """The user resumes after the turn ended but before any of its answer played: none of
+    that answer was heard, so the model keeps none of it. The sink's report since its last
+    stop also holds the previous turn's answer, which played out in full: its token count
+    belongs to that answer (once, CI kept 8 unheard tokens of this one and never spoke them)."""
+    from types import SimpleNamespace
+
+    from voice_agent.audio.sinks import WavSink
+    from voice_agent.events import VadStart
+    from voice_agent.session import Session, TurnState
+    from voice_agent.tts.chunker import Chunker
+    from voice_agent.worker import Interrupt
+
+    clock = SimpleNamespace(t=0.0)
+    clock.now = lambda: clock.t
+    sink = WavSink(16_000, clock=clock, ticker=False)
+    chunker = Chunker(turn=1)  # the first turn's answer (generation 1) plays out
+    pieces = ["Paris", " is", " the", " capital", "."]
+    chunks = [c for i, p in enumerate(pieces) for c in chunker.push(p, i)] + chunker.flush()
+    for c in chunks:
+        sink.play(c, np.full(8_000, 0.1, np.float32))
+    clock.t = 10.0
+    sink.poll()
+    assert sink.heard().tokens_of(1) == len(pieces)
+
+    sent = []
+    session = Session.__new__(Session)  # the handlers alone: no audio, no threads
+    session.worker = SimpleNamespace(send=sent.append)
+    session.sink, session.tts, session.clock = sink, SimpleNamespace(stop=sink.stop), clock
+    session._gen, session._gen_turn = 2, {1: 1, 2: 2}
+    session._chunker_factory = lambda gen: Chunker(turn=gen)
+    # The second turn ended; its answer is written and still being synthesised.
+    session.cur = TurnState(turn=2, gen=2, user_words=["What is 7 times 8?"],
+                            ended_listening=True, decoder_done=True,
+                            answer_tokens=[" Fifty", "-six", " because", " seven", " eights", "."],
+                            pending_chunks={0})
+    session._on_vad_start(VadStart(t=10.5, utterance=3))
+    assert sent == [Interrupt(2, 0, new_gen=3)]
+    assert session.cur.answer_tokens == [] and not session.cur.ended_listening

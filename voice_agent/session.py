@@ -456,8 +456,9 @@ class Session:
             return
         decided = self.clock.now()
         heard = self.tts.stop()  # drops queued chunks and stops the sink under one lock
-        played_tokens = heard.heard_tokens if heard.chunks else 0
-        keep = min(cur.base_tokens + played_tokens, len(cur.answer_tokens))
+        # Chunks are keyed by generation: only this answer's count (an earlier turn's
+        # answer that played out is in the report too, and must not keep unheard tokens).
+        keep = min(cur.base_tokens + heard.tokens_of(cur.gen), len(cur.answer_tokens))
         cur.answer_tokens = cur.answer_tokens[:keep]
         cur.base_tokens = keep
         self._gen += 1

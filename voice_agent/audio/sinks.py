@@ -95,6 +95,13 @@ class Heard:
     def heard_tokens(self) -> int:
         return self.chunks[-1].heard_tokens if self.chunks else 0
 
+    def tokens_of(self, turn: int) -> int:
+        """Answer tokens heard of the answer ``turn`` (the chunks' ``turn``), 0 if none of
+        it played. A report since the last ``stop()`` also holds the chunks of earlier
+        answers that played out: their counts say nothing of this one."""
+        mine = [c for c in self.chunks if c.turn == turn]
+        return mine[-1].heard_tokens if mine else 0
+
     @property
     def played_s(self) -> float:
         return sum(c.played_s for c in self.chunks)
