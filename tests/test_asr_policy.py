@@ -118,7 +118,7 @@ class _ScriptedDecoder:
         self.prompts: list[str] = []
         self.heard_s: list[float] = []  # seconds of audio each decode was given
 
-    def decode(self, audio, prompt: str = ""):
+    def decode(self, audio, prompt: str = "", beam_size=None):
         from voice_agent.asr.whisper import Hypothesis
 
         self.prompts.append(prompt)

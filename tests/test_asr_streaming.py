@@ -358,3 +358,34 @@ def test_the_pause_pass_starts_early_and_hears_the_rest_of_the_tail_as_silence(w
     final = [e for e in events if isinstance(e, AsrFinal)][-1]
     assert word_error_rate("What is the capital of France?", final.text) == 0.0
     asr.close()
+
+
+def test_the_decodes_that_make_the_final_search_with_the_final_beam(whisper_model, sample_paths,
+                                                                    monkeypatch):
+    """asr.final_beam_size: a pause's pass and the end's decode search wider; the updates
+    stay greedy. CTranslate2 gives no step logits for a beam search, so the decoder scores
+    the beam's last token with one forced greedy step: where both read the same tokens, the
+    probability the sure-"?" rule reads is greedy's own."""
+    from voice_agent.asr.whisper import WhisperDecoder
+
+    beams: list[int | None] = []
+    decode = WhisperDecoder.decode
+
+    def spy(self, audio, prompt="", beam_size=None):
+        beams.append(beam_size)
+        return decode(self, audio, prompt, beam_size)
+
+    monkeypatch.setattr(WhisperDecoder, "decode", spy)
+    source = lambda c: WavSource(sample_paths[0], c, pad_silence_s=0.8)  # noqa: E731
+    events, listener = stream_inline(whisper_model, source,
+                                     ListenConfig(asr=AsrConfig(final_beam_size=3)))
+    assert word_error_rate("What is the capital of France?", finals(events)[0].text) <= 0.2
+    assert listener.stats.final_reused == 1 and beams[-1] == 3  # the pause's pass
+    assert beams.count(3) == 1 and set(beams[:-1]) == {None}
+
+    monkeypatch.setattr(WhisperDecoder, "decode", decode)
+    dec = WhisperDecoder(whisper_model, AsrConfig())
+    audio = read_wav(sample_paths[0])
+    greedy, wide = dec.decode(audio), dec.decode(audio, beam_size=3)
+    assert wide.tokens == greedy.tokens and greedy.last_prob > 0.5
+    assert wide.last_prob == pytest.approx(greedy.last_prob, abs=1e-4)

@@ -13,6 +13,10 @@ class AsrConfig:
     cpu_threads: int = 1  # CTranslate2 threads; one core stays free for the language model
     language: str = "en"  # fixed: language detection costs a pass and can flip mid-utterance
     beam_size: int = 1  # greedy: re-decodes are frequent and agreement already filters noise
+    # The decodes that make the final (a pause's pass, the end of speech) may search wider:
+    # they are one or two per utterance and what the model finally reads (faster-whisper's
+    # own default beam is 5). Measured: docs/turn_taking.md, "A wider beam for the final".
+    final_beam_size: int = 1
     interval_s: float = 0.5  # re-decode once this much new audio arrived
     # "fit": encode the buffer plus padding (the encoder cost grows with the window, and a
     # 30 s window costs ~1.2 s of base on one core); "full": the 30 s window Whisper was
@@ -73,6 +77,9 @@ class AsrConfig:
             raise ValueError("asr needs 0 < revise_max_s <= 28 (Whisper hears at most 30 s) and "
                              f"0 <= revise_max_change <= 1, got {self.revise_max_s}, "
                              f"{self.revise_max_change}")
+        if self.beam_size < 1 or self.final_beam_size < 1:
+            raise ValueError("asr beam_size and final_beam_size must be at least 1, got "
+                             f"{self.beam_size}, {self.final_beam_size}")
         if self.cpu_threads < 1:
             raise ValueError(f"asr cpu_threads must be at least 1, got {self.cpu_threads}")
         if not 0 < self.trim_after_s <= self.max_buffer_s <= 25:

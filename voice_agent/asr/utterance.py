@@ -145,7 +145,7 @@ class UtteranceRecognizer:
         if pad_to is not None and pad_to > self.buffer_end:
             silence = int(round((pad_to - self.buffer_end) * SAMPLE_RATE))
             audio = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
-        self._hear(self._decode(audio, start), start)
+        self._hear(self._decode(audio, start, final=pad_to is not None), start)
         newly = self.agreement.flush()
         self._post_commit(newly)
         tail = words_text(self.agreement.tentative()).strip()
@@ -166,7 +166,7 @@ class UtteranceRecognizer:
             self.stats.final_reused += 1
         else:
             end = min(len(audio), int(round((speech_end - start + tail) * SAMPLE_RATE)))
-            self._hear(self._decode(audio[:max(0, end)], start), start)
+            self._hear(self._decode(audio[:max(0, end)], start, final=True), start)
         self._post_commit(self.agreement.commit_all(), final=True)
         text, revised = self._revision(self._committed_text.strip(), heard_to)
         self.emit(AsrFinal(t=self.clock.now(), text=text, speech_end=speech_end,
@@ -207,8 +207,11 @@ class UtteranceRecognizer:
         self.stats.revised += 1
         return whole, True
 
-    def _decode(self, audio: np.ndarray, start: float) -> Hypothesis:
-        hyp = self.decoder.decode(audio, self._prompt(whole=start < self.offset))
+    def _decode(self, audio: np.ndarray, start: float, final: bool = False) -> Hypothesis:
+        """``final``: a decode that may make the final (a pause's pass, the end), with
+        ``final_beam_size``."""
+        hyp = self.decoder.decode(audio, self._prompt(whole=start < self.offset),
+                                  beam_size=self.config.final_beam_size if final else None)
         s = self.stats
         s.decodes += 1
         s.busy_s += hyp.compute_s

@@ -110,19 +110,21 @@ class WhisperDecoder:
         self.decode(np.zeros(SAMPLE_RATE, dtype=np.float32))
         return time.perf_counter() - t0
 
-    def decode(self, audio: np.ndarray, prompt: str = "") -> Hypothesis:
+    def decode(self, audio: np.ndarray, prompt: str = "", beam_size: int | None = None) -> Hypothesis:
+        """``beam_size``: this decode's beam (``config.beam_size`` when None)."""
         t0 = time.perf_counter()
+        beam = beam_size or self.config.beam_size
         audio = np.asarray(audio, dtype=np.float32)[: _FULL_FRAMES * _HOP]
         audio_s = len(audio) / SAMPLE_RATE
         feats = self.model.feature_extractor(audio)[:, : len(audio) // _HOP]  # (80, frames)
         content = feats.shape[-1]
         full = self.config.encoder_window == "full"
         frames = _FULL_FRAMES if full else self._fit(audio_s)
-        hyp = self._decode_window(feats, content, prompt, frames)
+        hyp = self._decode_window(feats, content, prompt, frames, beam)
         fallback = False
         if not full and _degenerate(hyp, self.tokenizer, audio_s):
             logger.debug("fitted window gave degenerate text; redoing with 30 s")
-            hyp = self._decode_window(feats, content, prompt, _FULL_FRAMES)
+            hyp = self._decode_window(feats, content, prompt, _FULL_FRAMES, beam)
             fallback = True
         tokens, words, nsp, logprob, window, last_prob = hyp
         if nsp > self.config.no_speech_threshold and logprob < self.config.logprob_threshold:
@@ -137,7 +139,8 @@ class WhisperDecoder:
         seconds = max(self.config.min_window_s, np.ceil(audio_s + self.config.window_pad_s))
         return int(min(_FULL_FRAMES, seconds * 100)) // 2 * 2
 
-    def _decode_window(self, feats: np.ndarray, content: int, prompt: str, frames: int):
+    def _decode_window(self, feats: np.ndarray, content: int, prompt: str, frames: int,
+                       beam: int):
         from faster_whisper.transcribe import get_ctranslate2_storage
 
         window = np.zeros((1, feats.shape[0], frames), dtype=np.float32)
@@ -146,14 +149,30 @@ class WhisperDecoder:
         prompt_ids = self._prompt(prompt)
         budget = int(_TOKENS_PER_S * content / 100) + 16
         result = self.model.model.generate(
-            encoded, [prompt_ids], beam_size=self.config.beam_size,
+            encoded, [prompt_ids], beam_size=beam,
             max_length=min(_MAX_TOKENS, len(prompt_ids) + budget), return_scores=True,
-            return_logits_vocab=True, return_no_speech_prob=True, suppress_blank=True,
+            return_logits_vocab=beam == 1, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=self._suppress)[0]
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
         words = self._align(tokens, encoded, min(content, frames))
+        # A beam search returns no step logits (CTranslate2 gives one row): one greedy step
+        # after the beam's other tokens scores its last one, as a greedy decode would.
+        last_prob = _last_prob(result, tokens) if beam == 1 else self._score_last(
+            encoded, prompt_ids, tokens)
         return (tokens, words, float(result.no_speech_prob), float(result.scores[0]), frames,
-                _last_prob(result, tokens))
+                last_prob)
+
+    def _score_last(self, encoded: Any, prompt_ids: list[int], tokens: list[int]) -> float | None:
+        """P(``tokens[-1]`` | the tokens before it), from one decoder step."""
+        if not tokens:
+            return None
+        prefix = prompt_ids + tokens[:-1]  # forced: the result repeats it, a row per token
+        # (CTranslate2 stops short of the prefix's end with a max_length near its length)
+        result = self.model.model.generate(
+            encoded, [prefix], beam_size=1, max_length=min(_MAX_TOKENS, len(prefix) + len(tokens) + 1),
+            return_logits_vocab=True, suppress_blank=len(tokens) == 1,
+            suppress_tokens=self._suppress)[0]
+        return _last_prob(result, tokens)
 
     def _prompt(self, prompt: str) -> list[int]:
         ids: list[int] = []
