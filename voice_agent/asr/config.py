@@ -15,7 +15,8 @@ class AsrConfig:
     beam_size: int = 1  # greedy: re-decodes are frequent and agreement already filters noise
     # The decodes that make the final (a pause's pass, the end of speech) may search wider:
     # they are one or two per utterance and what the model finally reads (faster-whisper's
-    # own default beam is 5). Measured: docs/turn_taking.md, "A wider beam for the final".
+    # own default beam is 5). Off: a beam of 3 left spoken counting's accuracy where it was
+    # and answered ~0.35 s later here (docs/turn_taking.md, "A wider beam for the final").
     final_beam_size: int = 1
     interval_s: float = 0.5  # re-decode once this much new audio arrived
     # "fit": encode the buffer plus padding (the encoder cost grows with the window, and a

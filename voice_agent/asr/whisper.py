@@ -110,7 +110,8 @@ class WhisperDecoder:
         self.decode(np.zeros(SAMPLE_RATE, dtype=np.float32))
         return time.perf_counter() - t0
 
-    def decode(self, audio: np.ndarray, prompt: str = "", beam_size: int | None = None) -> Hypothesis:
+    def decode(self, audio: np.ndarray, prompt: str = "",
+               beam_size: int | None = None) -> Hypothesis:
         """``beam_size``: this decode's beam (``config.beam_size`` when None)."""
         t0 = time.perf_counter()
         beam = beam_size or self.config.beam_size
@@ -169,8 +170,8 @@ class WhisperDecoder:
         prefix = prompt_ids + tokens[:-1]  # forced: the result repeats it, a row per token
         # (CTranslate2 stops short of the prefix's end with a max_length near its length)
         result = self.model.model.generate(
-            encoded, [prefix], beam_size=1, max_length=min(_MAX_TOKENS, len(prefix) + len(tokens) + 1),
-            return_logits_vocab=True, suppress_blank=len(tokens) == 1,
+            encoded, [prefix], beam_size=1,
+            max_length=min(_MAX_TOKENS, len(prefix) + len(tokens) + 1), return_logits_vocab=True, suppress_blank=len(tokens) == 1,
             suppress_tokens=self._suppress)[0]
         return _last_prob(result, tokens)
 
