@@ -116,9 +116,9 @@ def test_the_pass_over_a_pause_and_the_final_run_urgent(whisper):
     seen: list[bool] = []
     decode = decoder.decode
 
-    def watched(audio, prompt=""):
+    def watched(audio, prompt="", beam_size=None):
         seen.append(u.active)
-        return decode(audio, prompt)
+        return decode(audio, prompt, beam_size)
 
     decoder.decode = watched
     asr = StreamingAsr(decoder, SimClock(), cfg, lambda e: None, threaded=False, urgency=u)
@@ -150,7 +150,8 @@ def test_an_update_that_starts_far_behind_the_audio_runs_urgent(whisper):
         cfg = AsrConfig(interval_s=0.5, urgent_lag_s=lag)
         decoder = WhisperDecoder(whisper, cfg)
         decode = decoder.decode
-        decoder.decode = lambda audio, prompt="", d=decode: (seen.append(u.active), d(audio, prompt))[1]
+        decoder.decode = lambda audio, prompt="", beam_size=None, d=decode: (
+            seen.append(u.active), d(audio, prompt, beam_size))[1]
         asr = StreamingAsr(decoder, SimClock(), cfg, lambda e: None, threaded=False, urgency=u)
         asr.begin(0.0, pcm[:int(1.2 * 16000)])  # 1.2 s heard, none decoded: one update
         asr.close()
