@@ -164,14 +164,18 @@ class WhisperDecoder:
                 last_prob)
 
     def _score_last(self, encoded: Any, prompt_ids: list[int], tokens: list[int]) -> float | None:
-        """P(``tokens[-1]`` | the tokens before it), from one decoder step."""
+        """P(``tokens[-1]`` | the tokens before it): a greedy decode forced through the
+        others (the result repeats them, a logits row per token), then on to its end."""
         if not tokens:
             return None
-        prefix = prompt_ids + tokens[:-1]  # forced: the result repeats it, a row per token
-        # (CTranslate2 stops short of the prefix's end with a max_length near its length)
+        prefix = prompt_ids + tokens[:-1]
+        # How CTranslate2 counts max_length against a forced prefix depends on the context
+        # prompt (it stopped short of the prefix's end near its length): bound it loosely;
+        # the greedy decode usually ends one step later, at end of text, as the beam did.
         result = self.model.model.generate(
             encoded, [prefix], beam_size=1,
-            max_length=min(_MAX_TOKENS, len(prefix) + len(tokens) + 1), return_logits_vocab=True, suppress_blank=len(tokens) == 1,
+            max_length=min(_MAX_TOKENS, len(prefix) + len(tokens) + 1),
+            return_logits_vocab=True, suppress_blank=len(tokens) == 1,
             suppress_tokens=self._suppress)[0]
         return _last_prob(result, tokens)
 
