@@ -118,3 +118,17 @@ def test_fetch_reports_a_missing_archive(tmp_path):
                         "--archive", str(tmp_path / "none.tar.gz")], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("error:")
+
+
+def test_an_index_without_the_archive_says_so_and_how_to_go_on(tmp_path, monkeypatch):
+    """Seen on 2026-12-05: PyPI listed only bigbench 0.0.1 (no pip or index download)."""
+    page = ('<a href="https://files.example/bigbench-0.0.1.tar.gz#sha256=00">'
+            'bigbench-0.0.1.tar.gz</a>')
+    monkeypatch.setattr(fetch.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen",
+                        lambda *a, **k: io.BytesIO(page.encode()))
+    with pytest.raises(fetch.FetchError) as e:
+        fetch.download(tmp_path)
+    msg = str(e.value)
+    assert "no longer lists bigbench-1.0.0.tar.gz" in msg and "bigbench-0.0.1.tar.gz" in msg
+    assert "ARCHIVE=FILE" in msg and fetch.SHA256 in msg

@@ -56,12 +56,19 @@ def download(dest: Path) -> Path:
         return target
     try:
         page = urllib.request.urlopen(INDEX, timeout=60).read().decode()
-        url = next(u for u in re.findall(r'href="([^"]+)"', page) if ARCHIVE in u)
+        links = re.findall(r'href="([^"]+)"', page)
+        url = next((u for u in links if ARCHIVE in u), None)
+        if url is None:
+            # Seen on 2026-12-05: the index listed only bigbench-0.0.1.tar.gz.
+            listed = ", ".join(u.split("#")[0].rsplit("/", 1)[-1] for u in links) or "nothing"
+            raise FetchError(f"the package index no longer lists {ARCHIVE} (it lists: {listed}); "
+                             "run `make eval-data ARCHIVE=FILE` with a copy of it "
+                             f"(SHA-256 {SHA256})")
         part = target.with_suffix(".partial")
         with urllib.request.urlopen(url.split("#")[0], timeout=600) as r, open(part, "wb") as f:
             shutil.copyfileobj(r, f)
         part.rename(target)
-    except (OSError, StopIteration) as e:
+    except OSError as e:
         raise FetchError(f"cannot download {PACKAGE} ({type(e).__name__}: {e})") from None
     return target
 
