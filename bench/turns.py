@@ -45,6 +45,7 @@ from voice_agent.asr import AsrConfig, ListenConfig, Listener, load_whisper  # n
 from voice_agent.asr.transcript import TranscriptCollector, run_listener  # noqa: E402
 from voice_agent.asr.wer import word_error_rate  # noqa: E402
 from voice_agent.audio.smart_turn import SmartTurn  # noqa: E402
+from voice_agent.asr.text_turn import TextTurnModel, load_text_turn_model  # noqa: E402
 from voice_agent.audio.sources import SimClock, WavSource  # noqa: E402
 from voice_agent.audio.vad import VadConfig  # noqa: E402
 from voice_agent.config import load_config  # noqa: E402
@@ -62,8 +63,20 @@ SETTINGS = {
     "model_recheck": VadConfig(turn_recheck_ms=500),  # ask again every 500 ms of silence
     "model_no_question": VadConfig(turn_question_ms=0),  # a question mark does not overrule "incomplete"
     "model_question_500": VadConfig(turn_question_ms=500),  # ... after 500 ms (the default is 1 s)
+    # a chat model reads the words too (the plain embedded SmolLM2: asr/text_turn.py)
+    "model_text_lm": VadConfig(turn_text_model="embedded"),
     "hangover": VadConfig(turn_model="none"),
 }
+_TEXT_MODELS: dict[str, TextTurnModel | None] = {}  # loaded once, shared by every clip
+
+
+def text_turn_model(vad: VadConfig) -> TextTurnModel | None:
+    name = vad.turn_text_model
+    if name.lower() == "none":
+        return None
+    if name not in _TEXT_MODELS:
+        _TEXT_MODELS[name] = load_text_turn_model(name)
+    return _TEXT_MODELS[name]
 
 
 def clips() -> list[dict]:
@@ -85,7 +98,7 @@ def replay_sim(whisper, turn_model, path: Path, config: ListenConfig) -> Transcr
     clock = SimClock()
     collector = TranscriptCollector()
     listener = Listener(whisper, clock, config, turn_model=turn_model, threaded=False,
-                        emit=collector.on_event)
+                        emit=collector.on_event, text_turn_model=text_turn_model(config.vad))
     longest = max(config.vad.hangover_ms, config.vad.turn_limit_ms) / 1000
     for frame in WavSource(path, clock, realtime=False, pad_silence_s=longest + 0.3):
         collector.on_frame(frame)
@@ -101,7 +114,8 @@ async def replay(whisper, turn_model, path: Path, config: ListenConfig) -> Trans
     clock = SessionClock()
     collector = TranscriptCollector()
     listener = Listener(whisper, clock, config, turn_model=turn_model,
-                        emit=lambda ev: loop.call_soon_threadsafe(collector.on_event, ev))
+                        emit=lambda ev: loop.call_soon_threadsafe(collector.on_event, ev),
+                        text_turn_model=text_turn_model(config.vad))
     listener.warm_up()
     longest = max(config.vad.hangover_ms, config.vad.turn_limit_ms) / 1000
     source = WavSource(path, clock, realtime=True, pad_silence_s=longest + 0.3)
@@ -156,7 +170,7 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
         "setting": label,
         "vad": {k: getattr(vad, k) for k in ("turn_model", "turn_pause_ms", "turn_limit_ms",
                                              "turn_threshold", "turn_recheck_ms", "turn_text",
-                                             "turn_question_ms",
+                                             "turn_question_ms", "turn_text_model",
                                              "hangover_ms")},
         "clips": len(rows),
         "median_final_latency_s": round(statistics.median(lat), 3) if lat else None,

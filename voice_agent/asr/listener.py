@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,6 +15,7 @@ import numpy as np
 from voice_agent.asr.config import ListenConfig
 from voice_agent.asr.endings import ends_in_question, unfinished_ending
 from voice_agent.asr.streaming import StreamingAsr
+from voice_agent.asr.text_turn import TextTurnModel, load_text_turn_model
 from voice_agent.asr.utterance import AsrStats, Heard
 from voice_agent.asr.whisper import WhisperDecoder, load_whisper
 from voice_agent.audio.frames import FRAME_S, AudioFrame, frame_rms
@@ -57,7 +59,8 @@ class Listener:
     def __init__(self, asr_model: Any, clock: Clock, config: ListenConfig = ListenConfig(),
                  emit: Callable[[Event], None] | None = None, *, threaded: bool = True,
                  turn_model: SmartTurn | None = None, turn_threaded: bool | None = None,
-                 urgency: Urgency | None = None) -> None:
+                 urgency: Urgency | None = None,
+                 text_turn_model: TextTurnModel | None = None) -> None:
         self.config = config
         self.clock = clock
         self._emit = emit or (lambda ev: None)
@@ -71,6 +74,17 @@ class Listener:
         # the transcript check needs a hypothesis that heard the pause: the speculative
         # pass makes one (without it, e.g. the cascade baseline, every turn would wait)
         text_ending = self._text_ending if config.asr.speculative_final else None
+        self.text_turn_model: TextTurnModel | None = None
+        if text_ending is not None and config.vad.turn_text and \
+                config.vad.turn_text_model.lower() != "none":
+            self.text_turn_model = text_turn_model or load_text_turn_model(
+                config.vad.turn_text_model)
+        # The text model reads on its own thread when the recogniser has one (a prefill of
+        # tens of ms must not hold up the frames); its reading is then "not yet" until done.
+        self._text_pool = (ThreadPoolExecutor(1, thread_name_prefix="text-turn")
+                           if threaded and self.text_turn_model is not None else None)
+        self._text_read: tuple[str, Future] | None = None  # the last words, their log10 P
+        self._urgency = urgency or Urgency()
         turn_threaded = threaded if turn_threaded is None else turn_threaded
         # A source faster than real time (the turn model inline, the recogniser on its
         # thread) waits for the words of a pause, as it waits for the model's verdict:
@@ -97,12 +111,15 @@ class Listener:
         return self.vad.in_speech
 
     def warm_up(self) -> float:
-        """Run one decode (and one end-of-turn call: onnxruntime's first run allocates)
+        """Run one decode (and one call of each end-of-turn model: first runs allocate)
         before the clock matters; returns the seconds spent."""
         spent = self.decoder.warm_up()
         if self.turn.model is not None:
             self.turn.model.probability(np.zeros(16_000, np.float32))
             spent += self.turn.model.last_ms / 1000
+        if self.text_turn_model is not None:
+            self.text_turn_model.log10_p_end("warming up")
+            spent += self.text_turn_model.last_ms / 1000
         return spent
 
     def feed(self, frame: AudioFrame) -> list[VadDecision]:
@@ -149,7 +166,47 @@ class Listener:
         question = not cut and ends_in_question(heard.text)
         sure = (question and heard.end_prob is not None
                 and heard.end_prob >= self.config.vad.turn_question_sure)
-        return HeardEnding(cut=cut, question=question, sure=sure)
+        doubt = "" if cut else self._doubt(heard.text)
+        if doubt is None:
+            return None  # the text model is still reading them
+        return HeardEnding(cut=cut, question=question, sure=sure, doubt=doubt)
+
+    def _doubt(self, text: str) -> str | None:
+        """The text turn model's doubt that ``text`` ends the turn: "" for none, None
+        while it reads. Asked once per text: the policy reads the words on every frame
+        of a pause."""
+        model = self.text_turn_model
+        if model is None:
+            return ""
+        if self._text_read is None or self._text_read[0] != text:
+            future: Future = Future()
+            if self._text_pool is not None:
+                future = self._text_pool.submit(self._read, model, text)
+            else:
+                try:
+                    future.set_result(self._read(model, text))
+                except Exception as e:  # as below
+                    future.set_exception(e)
+            self._text_read = (text, future)
+        future = self._text_read[1]
+        if self._wait_for_words:
+            future.exception(30.0)
+        if not future.done():
+            return None
+        try:
+            lp = future.result()
+        except Exception as e:  # a model failing mid-session: punctuation alone from now on
+            logger.warning("text end-of-turn model failed (%s: %s); the words are read by "
+                           "their punctuation alone from now on", type(e).__name__, e)
+            self.text_turn_model = None
+            return ""
+        if lp >= self.config.vad.turn_text_model_below:
+            return ""
+        return f"a language model reads it unfinished (log10 P(end) {lp:.1f})"
+
+    def _read(self, model: TextTurnModel, text: str) -> float:
+        with self._urgency.running():  # the end of the turn waits for it
+            return model.log10_p_end(text)
 
     def _covers(self, heard: Heard, speech_end: float) -> bool:
         return heard.utterance == self.utterance and \
@@ -187,4 +244,6 @@ class Listener:
 
     def close(self) -> None:
         self.turn.close()
+        if self._text_pool is not None:
+            self._text_pool.shutdown(wait=False, cancel_futures=True)
         self.asr.close()

@@ -27,6 +27,11 @@ asks the question, and the Smart Turn model (``smart_turn.py``) answers it:
   blue during the day? | and not at sunset"). But there it guesses: a question mark
   Whisper wrote with a probability of at least ``turn_question_sure`` ends the turn
   after ``turn_unsure_ms`` instead;
+- a chat model's reading of the same words (``turn_text_model``, off by default;
+  ``asr/text_turn.py``) can doubt them: P(end of turn | words) below
+  ``turn_text_model_below`` makes a "complete" verdict, or a sure question mark, wait
+  ``turn_question_ms`` of silence (``by="text"`` first, with the reason). Whisper writes
+  "What is the capital?" at the pause in "What is the capital | of Australia?";
 - with ``turn_model = "none"``, or when the model cannot be loaded (one warning), the
   turn ends after the fixed ``hangover_ms``, as before the model existed; a model that
   fails while running falls back the same way, with one warning.
@@ -73,6 +78,9 @@ class HeardEnding:
     cut: str = ""  # why they read cut off; "" when they may be a finished turn
     question: bool = False  # they end in a question mark (and do not read cut off)
     sure: bool = False  # ... one Whisper wrote with at least ``vad.turn_question_sure``
+    # why a language model doubts that they end the turn (``vad.turn_text_model``); "" when
+    # it does not or none reads them. Weaker than ``cut``: it delays an end, never forbids it
+    doubt: str = ""
 
 
 # speech_end → None while no hypothesis has heard the audio up to that pause yet; else how
@@ -239,7 +247,8 @@ class TurnPolicy:
         if reading.cut or not reading.question:
             self._question = None
             return False
-        sure = reading.sure and sure_from < not_before  # (the rule off: they are equal)
+        # (the rule off: they are equal); a doubted question mark waits the longer pause
+        sure = reading.sure and not reading.doubt and sure_from < not_before
         if frame.end_t < (sure_from if sure else not_before) - 1e-9:
             return False  # a question mark Whisper was not sure of waits the longer pause
         self._question = None
@@ -265,6 +274,15 @@ class TurnPolicy:
                 self._held = None
                 self._decide(heard_to, last_voiced_end, p, False, "text", reading.cut)
                 return False
+            wait_ms = self.config.turn_question_ms or self.config.turn_limit_ms
+            doubted_until = last_voiced_end + wait_ms / 1000
+            if reading.doubt and (not_before is None or not_before < doubted_until):
+                # like an unsure verdict, with the question rule's longer pause: a user who
+                # stopped at "what is the capital" has that long to go on
+                self._decide(heard_to, last_voiced_end, p, False, "text",
+                             f"{reading.doubt}; waits for {wait_ms} ms of silence")
+                self._held = (p, heard_to, doubted_until)
+                not_before = doubted_until
         if not_before is not None and frame.end_t < not_before - 1e-9:
             return False
         self._held = None  # an unsure verdict ends on the frame that completed its pause

@@ -66,6 +66,16 @@ class VadConfig:
     # pause sets' clips, against 0.74-0.97 on complete questions and a median 0.97 on the
     # spoken BIG-bench questions (docs/turn_taking.md, "A question mark Whisper is sure of").
     turn_question_sure: float = 0.8
+    # A chat model's reading of the words at a pause (voice_agent/asr/text_turn.py): an LLM
+    # name as --llm takes (e.g. "embedded", the plain SmolLM2), or "none" (off). Whisper
+    # writes "What is the capital?" at the pause in "What is the capital | of Australia?";
+    # the model reads how rarely a user stops there.
+    turn_text_model: str = "none"
+    # Its log10 P(end of turn | words) below this casts doubt on a "complete" verdict (the
+    # turn then ends only after turn_question_ms of silence) and on a sure question mark
+    # (the same wait). Zero-shot, whole questions scored -0.9 to -7.8 and the words at the
+    # pauses that split questions -10.2 and -10.6 (docs/turn_taking.md).
+    turn_text_model_below: float = -8.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -95,6 +105,12 @@ class VadConfig:
                              f"{self.turn_pause_ms}, {self.turn_unsure_ms}, {self.turn_limit_ms}")
         if not 0.0 < self.turn_threshold < 1.0:
             raise ValueError(f"vad turn_threshold must be in (0, 1), got {self.turn_threshold}")
+        if not isinstance(self.turn_text_model, str) or not self.turn_text_model:
+            raise ValueError("vad turn_text_model must be an LLM name or 'none', got "
+                             f"{self.turn_text_model!r}")
+        if not self.turn_text_model_below < 0.0:
+            raise ValueError("vad turn_text_model_below is a log10 probability, below 0; got "
+                             f"{self.turn_text_model_below}")
         if not isinstance(self.turn_model, str) or not self.turn_model:
             raise ValueError(f"vad turn_model must be a name, a path or 'none', got {self.turn_model!r}")
 

@@ -169,7 +169,8 @@ class Connection:
         from voice_agent.asr.config import ListenConfig
 
         return Listener(self.host.whisper, self.clock,
-                        ListenConfig(vad=self.host.config.vad, asr=self.host.asr_config), emit)
+                        ListenConfig(vad=self.host.config.vad, asr=self.host.asr_config), emit,
+                        text_turn_model=self.host.text_turn_model)
 
     def _make_tts(self, emit: Any, sink: Any) -> Any:
         from voice_agent.tts.engine import TtsWorker

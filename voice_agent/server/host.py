@@ -36,6 +36,7 @@ class ModelHost:
     def __init__(self, config: Config, models: Models) -> None:
         import torch
 
+        from voice_agent.asr.text_turn import load_text_turn_model
         from voice_agent.asr.whisper import load_whisper
         from voice_agent.core.precision import load_llm_precise
         from voice_agent.models import resolve_model
@@ -58,6 +59,8 @@ class ModelHost:
                                                     config.runtime.skinny_matmul)
         self.llm_name = getattr(self.llm.config, "voice_agent_name", models.llm or "default")
         self.whisper = load_whisper(asr_cfg.model, asr_cfg.cpu_threads)
+        # one copy for every connection's listener (None: off, or failed with a warning)
+        self.text_turn_model = load_text_turn_model(config.vad.turn_text_model)
         self.tts = PiperTts(self.tts_config)
         self.worker = SharedModelWorker()
         self._warm_up()
