@@ -191,3 +191,26 @@ def test_the_embedded_model_doubts_a_question_cut_at_its_pause():
     below = VadConfig().turn_text_model_below
     assert model.log10_p_end("What is the capital?") < below
     assert model.log10_p_end("What is the capital of France?") > below + 3
+
+
+def test_reads_on_the_cached_opening_equal_a_whole_prefill_even_from_many_threads(tiny_llm):
+    """The template's opening is prefilled once and cropped back after each read; reads
+    from several threads (serve's connections share one model) take turns on it."""
+    import torch
+    from concurrent.futures import ThreadPoolExecutor
+
+    from voice_agent.core.untrusted import encode_untrusted
+
+    model = TextTurnModel(*tiny_llm)
+    texts = ["what is the capital", "of australia", "yes please", "how many apples do i have"] * 3
+
+    def whole(text: str) -> float:
+        ids = model._prefix + encode_untrusted(model.tokenizer, normalise(text))
+        with torch.inference_mode():
+            logits = model.model(torch.tensor([ids])).logits[0, -1].float()
+        return torch.log_softmax(logits, -1)[model.end_id].item() / np.log(10)
+
+    expected = [whole(t) for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(model.log10_p_end, texts))
+    assert got == pytest.approx(expected, abs=1e-4)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from typing import Any
 
@@ -45,7 +46,8 @@ class TextTurnModel:
 
     The prompt is the model's own chat template with the words as the user's message,
     cut just before the template's end-of-message token; the probability read is that
-    token's. Not thread-safe (the opening's cache is shared); callers cache by text.
+    token's. Reads from several threads take turns (the opening's cache is shared);
+    callers cache by text.
     """
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
@@ -66,6 +68,7 @@ class TextTurnModel:
         self.end_id = end[0]
         self.last_ms = 0.0
         self._torch = torch
+        self._lock = threading.Lock()  # serve's connections share one model
         # The template's opening (system prompt, user header) is the same for every read:
         # its keys and values are computed once, and each read prefills only the words
         # (fp32 SmolLM2-135M here: about 90 → 50 ms a read).
@@ -96,12 +99,12 @@ class TextTurnModel:
         t0 = time.perf_counter()
         torch = self._torch
         ids = encode_untrusted(self.tokenizer, words)
-        try:
-            with torch.inference_mode():
+        with self._lock, torch.inference_mode():  # one read at a time on the shared opening
+            try:
                 logits = self.model(input_ids=torch.tensor([ids]), cache=self._cache,
                                     use_cache=True, logits_to_keep=1).logits[0, -1].float()
-        finally:
-            self._cache.crop(-len(ids))  # back to the template's opening
+            finally:
+                self._cache.crop(-len(ids))  # back to the template's opening
         logp = torch.log_softmax(logits, dim=-1)[self.end_id].item()
         self.last_ms = (time.perf_counter() - t0) * 1000
         return logp / math.log(10)
