@@ -42,10 +42,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from voice_agent.asr import AsrConfig, ListenConfig, Listener, load_whisper  # noqa: E402
+from voice_agent.asr.text_turn import TextTurnModel, load_text_turn_model  # noqa: E402
 from voice_agent.asr.transcript import TranscriptCollector, run_listener  # noqa: E402
 from voice_agent.asr.wer import word_error_rate  # noqa: E402
 from voice_agent.audio.smart_turn import SmartTurn  # noqa: E402
-from voice_agent.asr.text_turn import TextTurnModel, load_text_turn_model  # noqa: E402
 from voice_agent.audio.sources import SimClock, WavSource  # noqa: E402
 from voice_agent.audio.vad import VadConfig  # noqa: E402
 from voice_agent.config import load_config  # noqa: E402

@@ -71,7 +71,7 @@ class TextTurnModel:
         self._lock = threading.Lock()  # serve's connections share one model
         # The template's opening (system prompt, user header) is the same for every read:
         # its keys and values are computed once, and each read prefills only the words
-        # (fp32 SmolLM2-135M here: about 90 → 50 ms a read).
+        # (fp32 SmolLM2-135M here: about 90 → 55 ms a read).
         self._cache = DynamicCache(config=model.config)
         with torch.inference_mode():
             model(input_ids=torch.tensor([self._prefix]), cache=self._cache, use_cache=True,
@@ -81,7 +81,7 @@ class TextTurnModel:
     def load(cls, name: str) -> "TextTurnModel":
         """An LLM by the names ``--llm`` takes (``embedded`` is the plain SmolLM2), in bf16
         where the CPU does bf16 dot products (a read is memory-bound: half the bytes, half
-        the time, 24 against 51 ms here; log10 P within 0.12 of fp32's), else fp32."""
+        the time, 24-28 against 54-65 ms here; log10 P within 0.12 of fp32's), else fp32."""
         import torch
 
         from voice_agent.core.cpu import cpu_info
