@@ -81,7 +81,8 @@ class TextTurnModel:
     def load(cls, name: str) -> "TextTurnModel":
         """An LLM by the names ``--llm`` takes (``embedded`` is the plain SmolLM2), in bf16
         where the CPU does bf16 dot products (a read is memory-bound: half the bytes, half
-        the time, 24-28 against 54-65 ms here; log10 P within 0.12 of fp32's), else fp32."""
+        the time, 24-28 against 51-65 ms here; log10 P within 0.2 of fp32's: bench/text_turn.py),
+        else fp32."""
         import torch
 
         from voice_agent.core.cpu import cpu_info
