@@ -134,7 +134,7 @@ class _Reader:
         return self.lp
 
 
-def _listen(reader, vad: VadConfig, threaded: bool = False) -> list:
+def _listen(reader, vad: VadConfig) -> list:
     from voice_agent.asr import ListenConfig, Listener, load_whisper
     from voice_agent.audio.smart_turn import SmartTurn
     from voice_agent.audio.sources import WavSource
