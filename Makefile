@@ -95,10 +95,11 @@ docs: install
 samples: install
 	$(BIN)/python assets/make_samples.py
 
-# BIG-bench task JSONs for `eval` (bigbench==1.0.0 from PyPI, SHA-256 checked) into data/.
-# Stdlib only, so it needs just the venv's python. ARCHIVE=FILE uses a file already here.
+# BIG-bench task JSONs for `eval` (bigbench==1.0.0 from PyPI) and BIG-Bench Hard's (GitHub,
+# a pinned commit) into data/, SHA-256 checked.
+# Stdlib only, so it needs just the venv's python. ARCHIVE=FILE / BBH=DIR use copies already here.
 eval-data: $(BIN)/python
-	$(BIN)/python -m voice_agent.eval.fetch --out data $(if $(ARCHIVE),--archive $(ARCHIVE))
+	$(BIN)/python -m voice_agent.eval.fetch --out data $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(BBH),--bbh $(BBH))
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,4 +1,5 @@
-"""Problem sets: our JSONL, benchmark formats, BIG-bench tasks, `make eval-data`."""
+"""Problem sets: our JSONL, benchmark formats, BIG-bench and BIG-Bench Hard tasks,
+`make eval-data`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from voice_agent.cli import main
 from voice_agent.eval import fetch
-from voice_agent.eval.data import DataError, load_bigbench, load_jsonl, load_set
+from voice_agent.eval.data import DataError, load_bbh, load_bigbench, load_jsonl, load_set
 
 from conftest import REPO
 
@@ -77,6 +78,59 @@ def test_bigbench_tasks_become_problems(tmp_path):
     assert nav.problem.startswith("If you follow") and nav.answer == "yes" and nav.kind == "yesno"
     (cnt,) = load_bigbench("bigbench-object-counting", tmp_path)
     assert cnt.answer == "2" and cnt.kind == "number"
+
+
+def _bbh_folder(path):
+    """Task files in BIG-Bench Hard's own layout (a written options list on navigate)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "navigate.json").write_text(json.dumps({"canary": "x", "examples": [
+        {"input": "If you follow these instructions, do you return to the starting point? "
+                  "Take 2 steps.\nOptions:\n- Yes\n- No", "target": "No"},
+        {"input": "If you follow these instructions, do you return to the starting point? "
+                  "Take 1 step. Turn around. Take 1 step.\nOptions:\n- Yes\n- No",
+         "target": "Yes"}]}))
+    (path / "object_counting.json").write_text(json.dumps({"canary": "x", "examples": [
+        {"input": "I have a fish, a bear, and a frog. How many animals do I have?",
+         "target": "3"}]}))
+    return path
+
+
+def test_bbh_tasks_become_spoken_style_problems(tmp_path):
+    _bbh_folder(tmp_path / "bbh")
+    no, yes = load_bbh("bbh-navigate", tmp_path)
+    assert (no.answer, yes.answer, no.kind) == ("no", "yes", "yesno")
+    # the written options are not part of a question a person would say
+    assert no.problem.endswith("Take 2 steps.") and "Options" not in no.problem
+    (cnt,) = load_set("bbh-object-counting", data_dir=tmp_path)
+    assert (cnt.answer, cnt.kind) == ("3", "number") and cnt.problem.startswith("I have a fish")
+    with pytest.raises(DataError, match="make eval-data"):
+        load_set("bbh-navigate", data_dir=tmp_path / "elsewhere")
+
+
+def test_bbh_copies_are_kept_only_when_their_hashes_match(tmp_path, monkeypatch):
+    src = _bbh_folder(tmp_path / "src")
+    with pytest.raises(fetch.FetchError, match="does not match the pinned"):
+        fetch.fetch_bbh(tmp_path / "out", src)
+    assert not list((tmp_path / "out" / "bbh").iterdir())  # nothing half-trusted is left
+    pinned = {name: hashlib.sha256((src / name).read_bytes()).hexdigest()
+              for name in fetch.BBH_TASKS}
+    monkeypatch.setattr(fetch, "BBH_TASKS", pinned)
+    written = fetch.fetch_bbh(tmp_path / "out", src)
+    assert sorted(p.name for p in written) == sorted(pinned)
+    assert len(load_bbh("bbh-navigate", tmp_path / "out")) == 2
+    with pytest.raises(fetch.FetchError, match="BBH=DIR"):
+        fetch.fetch_bbh(tmp_path / "out", tmp_path / "no-such-folder")
+
+
+def test_one_source_failing_does_not_keep_the_other_away(tmp_path, monkeypatch, capsys):
+    src = _bbh_folder(tmp_path / "src")
+    monkeypatch.setattr(fetch, "BBH_TASKS", {name: hashlib.sha256((src / name).read_bytes())
+                                             .hexdigest() for name in fetch.BBH_TASKS})
+    code = fetch.main(["--out", str(tmp_path / "out"), "--archive", str(tmp_path / "none.tgz"),
+                       "--bbh", str(src)])
+    out, err = capsys.readouterr()
+    assert code == 2 and "none.tgz: no such file" in err and err.count("error:") == 1
+    assert "bbh/navigate.json" in out and "bbh/object_counting.json" in out
 
 
 def test_missing_data_names_make_eval_data(tmp_path, capsys):

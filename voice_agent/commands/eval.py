@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a JSONL file (id, problem, answer, optional choices, kind; GSM8K, "
                         "MATH-500 and MMLU-Pro lines are read too), a named set (mini, "
                         "bigbench-object-counting, bigbench-navigate, bigbench-date-understanding, "
-                        "bigbench-tracking-shuffled-objects; `make eval-data` fetches BIG-bench) "
+                        "bigbench-tracking-shuffled-objects, bbh-object-counting, bbh-navigate; "
+                        "`make eval-data` fetches BIG-bench and BIG-Bench Hard) "
                         "or hf:DATASET[:SPLIT] (online, needs `datasets`)")
     p.add_argument("--modes", default="async,think,nothink,cascade",
                    help="comma-separated: async, think, nothink, cascade (default: all four)")

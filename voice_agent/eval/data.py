@@ -1,4 +1,5 @@
-"""Problem sets: JSONL files, the named BIG-bench sets (after ``make eval-data``), the small
+"""Problem sets: JSONL files, the named BIG-bench and BIG-Bench Hard sets (after
+``make eval-data``), the small
 set written for this project, and the formats of GSM8K, MATH-500 and MMLU-Pro files.
 
 A problem is ``id``, ``problem`` (the question as a person would ask it), ``answer``,
@@ -27,6 +28,11 @@ BIGBENCH = {
     "bigbench-date-understanding": "date_understanding",
     "bigbench-tracking-shuffled-objects": "tracking_shuffled_objects/three_objects",
 }
+# named set -> BIG-Bench Hard task file under data/bbh (250 of the BIG-bench task's examples)
+BBH = {
+    "bbh-object-counting": "object_counting.json",
+    "bbh-navigate": "navigate.json",
+}
 SHIPPED = {"mini": ASSETS / "mini.jsonl"}
 
 
@@ -47,7 +53,7 @@ class Problem:
 
 
 def named_sets() -> list[str]:
-    return [*SHIPPED, *BIGBENCH]
+    return [*SHIPPED, *BIGBENCH, *BBH]
 
 
 def load_set(name: str, limit: int | None = None, seed: int = 0,
@@ -58,6 +64,8 @@ def load_set(name: str, limit: int | None = None, seed: int = 0,
         problems = load_jsonl(SHIPPED[name])
     elif name in BIGBENCH:
         problems = load_bigbench(name, data_dir or DATA_DIR)
+    elif name in BBH:
+        problems = load_bbh(name, data_dir or DATA_DIR)
     elif name.startswith("hf:"):
         problems = load_hub(name[3:])
     else:
@@ -139,6 +147,32 @@ def load_bigbench(name: str, data_dir: Path) -> list[Problem]:
         if text.endswith(("the", "the:")):
             text = text + " ... which one?"
         out.append(Problem(pid, f"{text} Options: {options}", letter, choices, "choice"))
+    return out
+
+
+def load_bbh(name: str, data_dir: Path) -> list[Problem]:
+    """A BIG-Bench Hard task: ``input`` and a ``target`` string. Navigate's inputs end in a
+    written "Options: - Yes - No" list, which a spoken question has no use for: it is cut,
+    and the target becomes our yes/no answer."""
+    path = data_dir / "bbh" / BBH[name]
+    if not path.exists():
+        raise DataError(f"{name}: {path} is missing; run `make eval-data` to fetch BIG-Bench Hard")
+    try:
+        examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: cannot read ({e}); run `make eval-data` again") from None
+    stem = Path(BBH[name]).stem
+    out = []
+    for i, ex in enumerate(examples):
+        text, _, options = ex["input"].partition("\nOptions:")
+        text = " ".join(text.split())
+        target = str(ex["target"]).strip()
+        if options:
+            if target.lower() not in ("yes", "no"):
+                raise DataError(f"{path}: example {i} is not a yes/no question ({target!r})")
+            out.append(Problem(f"bbh-{stem}-{i:04d}", text, target.lower(), kind="yesno"))
+        else:
+            out.append(Problem(f"bbh-{stem}-{i:04d}", text, target, kind="number"))
     return out
 
 

@@ -629,8 +629,8 @@ def normalise(text: str) -> str:
 
 
 def eval_problems(root: Path | None = None) -> set[str]:
-    """Every problem text of the shipped evaluation set and of the fetched BIG-bench tasks,
-    normalised: a generated question equal to one of them is dropped."""
+    """Every problem text of the shipped evaluation set and of the fetched BIG-bench and
+    BIG-Bench Hard tasks, normalised: a generated question equal to one of them is dropped."""
     import json
 
     root = root or Path(__file__).resolve().parent.parent.parent
@@ -645,6 +645,10 @@ def eval_problems(root: Path | None = None) -> set[str]:
         for ex in spec.get("examples", []):
             out.add(normalise(ex["input"]))
             out.add(normalise(f"{prefix} {ex['input']}"))
+    for path in sorted((root / "data" / "bbh").glob("*.json")):
+        for ex in json.loads(path.read_text(encoding="utf-8")).get("examples", []):
+            out.add(normalise(ex["input"]))
+            out.add(normalise(ex["input"].partition("\nOptions:")[0]))
     return out
 
 
