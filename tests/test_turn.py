@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from voice_agent.asr import ListenConfig, Listener, load_whisper
-from voice_agent.asr.endings import unfinished_ending
+from voice_agent.asr.endings import open_list, unfinished_ending
 from voice_agent.audio.log_mel import log_mel
 from voice_agent.audio.smart_turn import SmartTurn
 from voice_agent.audio.sources import SimClock, WavSource
@@ -206,6 +206,49 @@ def test_questions_are_told_by_their_mark(text, question):
     from voice_agent.asr.endings import ends_in_question
 
     assert ends_in_question(text) is question
+
+
+@pytest.mark.parametrize("text, item", [
+    ("I have two beds, a stove.", "a stove"),
+    ("I have a duck, a cat, a frog, a mouse, a pig.", "a pig"),
+    ("I have a head of broccoli, two stalks of celery.", "two stalks of celery"),
+    ("How many are there? I have a cat, 2 dogs.", "2 dogs"),  # the last sentence counts
+    ("I have a cat, a dog, and a fish.", ""),  # closed by its "and"
+    ("I have a cat, a dog and a fish.", ""),
+    ("Yes, please.", ""), ("Hi, Sam.", ""),  # no list item after the comma
+    ("I have a cat, a dog", ""),  # no end mark: unfinished_ending's to read
+    ("Do I have a cat, a dog?", ""),  # a question mark: the question rules read it
+    ("I have a flute, a piano...", ""),  # an ellipsis: unfinished_ending's
+    ("I have a chair, and then I sat down on it for a long while.", ""),
+])
+def test_a_list_still_being_said_is_read_open(text, item):
+    reason = open_list(text, "en")
+    assert (item in reason and "no 'and' before it" in reason) if item else reason == ""
+
+
+def test_open_lists_are_read_in_english_only():
+    assert open_list("Ich habe einen Hund, eine Katze.", "de") == ""
+    assert open_list("I have two beds, a stove.", "en-GB") != ""
+
+
+@pytest.mark.heavy  # a 7 s list through whisper twice: ~25 s
+def test_a_list_read_with_pauses_stays_one_turn(whisper_model, smart_turn, piper, tmp_path):
+    """Piper pauses between list items; at 200 ms the model and Whisper's full stop both
+    call "I have a duck, a cat, a frog, a mouse." finished. Read open, it stays one turn."""
+    import soundfile as sf
+
+    text = ("I have a duck, a cat, a frog, a mouse, a pig, a rabbit, two snakes, a bear, "
+            "and three goats. How many animals do I have?")
+    wav = tmp_path / "list.wav"
+    sf.write(wav, np.concatenate(list(piper.synthesize(text))), piper.sample_rate)
+    ends, finals = {}, {}
+    for on in (True, False):
+        events = listen(whisper_model, wav, smart_turn, turn_open_list=on)
+        ends[on] = len(of(events, VadEnd))
+        finals[on] = [e.text for e in of(events, AsrFinal)]
+    assert ends[False] >= 2 and finals[False][0].endswith(".")  # split at an item
+    assert ends[True] < ends[False]
+    assert "a bear, and three goats" in finals[True][0]  # the list whole in one utterance
 
 
 def test_transcript_endings_follow_the_language():

@@ -22,6 +22,15 @@ classes, written from the grammar, not from any recording. Transcript text is da
 only compared with these lists, never interpreted otherwise.
 
 An empty transcript (noise, a cough) is not unfinished: there is nothing to wait for.
+
+A weaker reading, ``open_list``: words that end a sentence on a **list whose last item has
+no "and" or "or" before it** ("I have two beds, a stove.") read as a list still being
+said. English closes a list with a conjunction before its last item ("…, a lamp, and a
+toaster"); a speaker who pauses between items has not reached it yet, and Whisper, which
+hears only up to the pause, writes a full stop there all the same. This reading delays an
+end (the policy's longer pause, as a doubt) and never forbids it: "Tell me a joke, a
+short one." is finished and waits a little longer. Written for English only (the words
+that open a list item are per language, like the lists above).
 """
 
 from __future__ import annotations
@@ -116,6 +125,42 @@ def unfinished_ending(text: str, language: str = "en") -> str:
     if tail[-1] not in _END_MARKS:
         return "no end mark"
     return ""
+
+
+# Per language: words that open a list item (articles, quantities, numerals) and the
+# conjunctions that close a list. Digits open an item in every language.
+LIST_ITEM_OPENERS: dict[str, frozenset[str]] = {
+    "en": frozenset("""
+        a an the some two three four five six seven eight nine ten eleven twelve
+    """.split()),
+}
+LIST_CLOSERS: dict[str, frozenset[str]] = {
+    "en": frozenset("and or nor plus".split()),
+}
+_ITEM_MAX_WORDS = 5  # "a head of broccoli", "two stalks of celery"
+
+
+def open_list(text: str, language: str = "en") -> str:
+    """Why ``text`` reads as a list still being said, or "" (see the module's docstring).
+
+    The last sentence (after any earlier end mark) must end in a full stop, hold a comma,
+    and its last comma's segment must be a short item that a list-item word opens, with
+    no conjunction in it.
+    """
+    lang = language.split("-")[0].lower()
+    openers, closers = LIST_ITEM_OPENERS.get(lang), LIST_CLOSERS.get(lang)
+    tail = _tail(text)
+    if openers is None or closers is None or not tail.endswith(".") or tail.endswith(_ELLIPSES):
+        return ""
+    sentence = re.split(r"[.?!](?=\s)", tail[:-1])[-1]
+    if "," not in sentence:
+        return ""
+    words = [w.lower().replace("’", "'") for w in _WORD.findall(sentence.rsplit(",", 1)[1])]
+    if not words or len(words) > _ITEM_MAX_WORDS or closers & set(words):
+        return ""
+    if words[0] not in openers and not words[0].isdigit():
+        return ""
+    return f"a list whose last item ({' '.join(words)!r}) has no {sorted(closers)[0]!r} before it"
 
 
 def ends_in_question(text: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from voice_agent.asr.config import ListenConfig
-from voice_agent.asr.endings import ends_in_question, unfinished_ending
+from voice_agent.asr.endings import ends_in_question, open_list, unfinished_ending
 from voice_agent.asr.streaming import StreamingAsr
 from voice_agent.asr.text_turn import TextTurnModel, load_text_turn_model
 from voice_agent.asr.utterance import AsrStats, Heard
@@ -166,7 +166,9 @@ class Listener:
         question = not cut and ends_in_question(heard.text)
         sure = (question and heard.end_prob is not None
                 and heard.end_prob >= self.config.vad.turn_question_sure)
-        doubt = "" if cut else self._doubt(heard.text)
+        listing = (open_list(heard.text, self.config.asr.language)
+                   if not cut and self.config.vad.turn_open_list else "")
+        doubt = "" if cut else (listing or self._doubt(heard.text))
         if doubt is None:
             return None  # the text model is still reading them
         return HeardEnding(cut=cut, question=question, sure=sure, doubt=doubt)

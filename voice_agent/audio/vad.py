@@ -76,6 +76,11 @@ class VadConfig:
     # (the same wait). Zero-shot, whole questions scored -0.9 to -7.8 and the words at the
     # pauses that split questions -10.2 and -10.6 (docs/turn_taking.md).
     turn_text_model_below: float = -8.0
+    # Words that end on a list whose last item has no "and" before it ("I have two beds, a
+    # stove.", voice_agent/asr/endings.py) cast the same doubt: a list read aloud pauses
+    # between items, and at 200 ms the model and Whisper's full stop both call it finished.
+    # Spoken BIG-Bench Hard counting split such lists into 2-3 turns (docs/turn_taking.md).
+    turn_open_list: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
