@@ -13,7 +13,8 @@ hesitate. The splice point is the gap between the two words (from faster-whisper
 times), moved to the quietest 10 ms nearby.
 
 Needs espeak-ng (apt-get install espeak-ng). Run: python assets/make_turns.py
-(``--heldout``: only the held-out set, into assets/turns/heldout/).
+(``--heldout``: only the held-out set, into assets/turns/heldout/; ``--lists``: only the
+list set, into assets/turns/lists/).
 Writes 16 kHz mono FLAC (half the size of WAV) and turns.json (text, pause, voice).
 """
 
@@ -83,6 +84,26 @@ HELDOUT = [
     ("thanks_c", "Thank you very much.", "en-gb-x-gbcwmd", 155, 0, 25),
 ]
 
+# The list set (assets/turns/lists/, ``--lists``, made 6 Dec with espeak-ng 1.51): lists said
+# with a pause after items, as people list things (each "|" a pause), and complete turns
+# whose last comma is followed by a noun phrase and no "and", where the open-list reading
+# (asr/endings.py) waits longer for nothing. Written for the rule's bench, not from any
+# evaluation set; piper's BIG-Bench Hard lists are in docs/turn_taking.md instead.
+LISTS = [
+    ("shopping_l", "I need eggs, | milk, | bread, | and a bag of rice from the shop.",
+     "en-gb-x-rp", 165, 0.5, None),
+    ("pets_l", "I have a cat, two dogs, | a rabbit, | and a parrot. How many pets do I have?",
+     "en-us+f3", 160, 0.45, None),
+    ("colours_l", "My favourite colours are red, green, | blue, | and yellow.", "en-us-nyc",
+     175, 0.55, 20),
+    ("baking_l", "Add two lemons, a bag of flour, | some butter, | and sugar to my list.",
+     "en-gb-x-gbclan+f2", 150, 0.6, None),
+    ("office_l", "Remind me to buy a lamp, a chair, | a desk, | and a rug for the office.",
+     "en-us+m3", 185, 0.4, 25),
+    ("joke_c", "Tell me a joke, a short one.", "en-gb-x-gbcwmd", 160, 0, None),
+    ("sister_c", "Call my sister, the older one.", "en-us+Annie", 170, 0, None),
+]
+
 
 def espeak(text: str, voice: str, wpm: int) -> np.ndarray:
     exe = shutil.which("espeak-ng")
@@ -109,26 +130,33 @@ def trim(audio: np.ndarray, level: float = 0.005) -> np.ndarray:
     return audio[loud[0]:loud[-1] + 1] if len(loud) else audio
 
 
-def splice_point(audio: np.ndarray, words_before: int) -> int:
-    """Sample index between word ``words_before`` and the next, at the quietest 10 ms."""
+def splice_points(audio: np.ndarray, words_before: list[int]) -> list[int]:
+    """Sample indices between word ``n`` and the next, for each ``n`` in ``words_before``,
+    each at the quietest 10 ms near the gap."""
     from voice_agent.asr.whisper import load_whisper
 
     segments, _ = load_whisper().transcribe(audio, language="en", word_timestamps=True)
     words = [w for s in segments for w in s.words]
-    gap = (words[words_before - 1].end + words[words_before].start) / 2
     hop = SAMPLE_RATE // 100
-    centre = int(gap * SAMPLE_RATE)
-    starts = range(max(0, centre - 6 * hop), min(len(audio) - hop, centre + 6 * hop), hop // 2)
-    return min(starts, key=lambda i: float(np.sum(audio[i:i + hop] ** 2))) + hop // 2
+    cuts = []
+    for n in words_before:
+        centre = int((words[n - 1].end + words[n].start) / 2 * SAMPLE_RATE)
+        starts = range(max(0, centre - 6 * hop), min(len(audio) - hop, centre + 6 * hop), hop // 2)
+        cuts.append(min(starts, key=lambda i: float(np.sum(audio[i:i + hop] ** 2))) + hop // 2)
+    return cuts
 
 
 def build(text: str, synth, pause_s: float, snr_db: float | None, seed: int) -> np.ndarray:
-    before, sep, _ = text.partition("|")
+    parts = text.split("|")
     audio = trim(synth(text.replace("|", "").replace("  ", " ")))
-    if sep:
-        cut = splice_point(audio, len(before.split()))
-        audio = np.concatenate([audio[:cut], np.zeros(int(pause_s * SAMPLE_RATE), np.float32),
-                                audio[cut:]])
+    if len(parts) > 1:
+        counts = np.cumsum([len(part.split()) for part in parts[:-1]]).tolist()
+        gap = np.zeros(int(pause_s * SAMPLE_RATE), np.float32)
+        pieces, start = [], 0
+        for cut in splice_points(audio, counts):
+            pieces += [audio[start:cut], gap]
+            start = cut
+        audio = np.concatenate(pieces + [audio[start:]])
     audio = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
                             np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
     audio = 0.5 * audio / max(1e-6, float(np.max(np.abs(audio))))
@@ -153,6 +181,9 @@ def write_set(clips: list[tuple], out: Path, seed: int = 0) -> None:
 
 
 def main() -> None:
+    if "--lists" in sys.argv[1:]:
+        write_set(LISTS, OUT / "lists", seed=200)
+        return
     write_set(HELDOUT, OUT / "heldout", seed=100)
     if "--heldout" in sys.argv[1:]:
         return

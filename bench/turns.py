@@ -9,7 +9,8 @@ setting it reports, over all clips:
 - end of speech → final: from the moment the last voiced audio of the question was
   delivered to its ``asr.final`` (median and max); the question's last utterance counts;
 - false turn ends: clips whose words arrived in more than one final (the turn ended
-  inside the question), as a rate over all clips and over the pause set. A final with
+  inside the question), as a rate over all clips and over the pause set, and counted on
+  the held-out pause set and the list set. A final with
   no words (noise opened the VAD before the question; the session ends such a turn as
   "nothing heard" and does not answer) is counted apart, as ``noise_utterances``;
 - held: clips where the transcript check (``vad.turn_text``) kept listening after the
@@ -65,6 +66,7 @@ SETTINGS = {
     "model_question_500": VadConfig(turn_question_ms=500),  # ... after 500 ms (the default is 1 s)
     # a chat model reads the words too (the plain embedded SmolLM2: asr/text_turn.py)
     "model_text_lm": VadConfig(turn_text_model="embedded"),
+    "model_no_open_list": VadConfig(turn_open_list=False),  # lists read by punctuation alone
     "hangover": VadConfig(turn_model="none"),
 }
 _TEXT_MODELS: dict[str, TextTurnModel | None] = {}  # loaded once, shared by every clip
@@ -80,13 +82,16 @@ def text_turn_model(vad: VadConfig) -> TextTurnModel | None:
 
 
 def clips() -> list[dict]:
-    """name, path, reference text, set (samples | complete | pause, and the held-out
-    heldout_complete | heldout_pause: voices and sentences nothing was tuned on)."""
+    """name, path, reference text, set (samples | complete | pause, the held-out
+    heldout_complete | heldout_pause: voices and sentences nothing was tuned on, and
+    list_pause | list_complete: lists said with pauses between items, and finished turns
+    that end on a comma and a noun phrase)."""
     out = []
     samples = json.loads((ASSETS / "samples" / "transcripts.json").read_text())
     for name, text in samples.items():
         out.append({"name": name, "path": ASSETS / "samples" / name, "text": text, "set": "samples"})
-    for folder, prefix in ((ASSETS / "turns", ""), (ASSETS / "turns" / "heldout", "heldout_")):
+    for folder, prefix in ((ASSETS / "turns", ""), (ASSETS / "turns" / "heldout", "heldout_"),
+                           (ASSETS / "turns" / "lists", "list_")):
         for name, meta in json.loads((folder / "turns.json").read_text()).items():
             out.append({"name": name, "path": folder / name, "text": meta["text"],
                         "set": prefix + ("pause" if meta["pause_s"] else "complete")})
@@ -164,6 +169,7 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
     split = [r for r in rows if r["utterances"] > 1]
     pause = [r for r in rows if r["set"] == "pause"]
     heldout_pause = [r for r in rows if r["set"] == "heldout_pause"]
+    list_pause = [r for r in rows if r["set"] == "list_pause"]
     complete = [r for r in rows if not r["set"].endswith("pause")]
     model_ms = [m for r in rows for m in r["model_ms"]]
     return {
@@ -180,6 +186,10 @@ def run_setting(whisper, turn_model, label: str, vad: VadConfig, items: list[dic
         if pause else None,
         "false_turn_ends_heldout_pause_set": f"{sum(r['utterances'] > 1 for r in heldout_pause)}"
                                              f"/{len(heldout_pause)}",
+        "false_turn_ends_list_set": f"{sum(r['utterances'] > 1 for r in list_pause)}"
+                                    f"/{len(list_pause)}",
+        "median_final_latency_list_complete_s": _median(
+            [r["final_latency_s"] for r in rows if r["set"] == "list_complete"]),
         "held_complete_clips": [r["clip"] for r in complete if r["held"]],
         "median_final_latency_complete_s": _median([r["final_latency_s"] for r in complete]),
         "split_clips": [r["clip"] for r in split],
@@ -229,6 +239,9 @@ def main() -> None:
                                           for k, r in results.items()},
         "false_turn_ends_heldout_pause_set": {k: r["false_turn_ends_heldout_pause_set"]
                                               for k, r in results.items()},
+        "false_turn_ends_list_set": {k: r["false_turn_ends_list_set"] for k, r in results.items()},
+        "median_final_latency_list_complete_s": {k: r["median_final_latency_list_complete_s"]
+                                                 for k, r in results.items()},
         "held_complete_clips": {k: r["held_complete_clips"] for k, r in results.items()},
         "targets": {
             "median_final_latency_le_0.35s": (model["median_final_latency_s"] or 9) <= 0.35,
