@@ -128,7 +128,8 @@ def unfinished_ending(text: str, language: str = "en") -> str:
 
 
 # Per language: words that open a list item (articles, quantities, numerals) and the
-# conjunctions that close a list. Digits open an item in every language.
+# conjunctions that close a list; digits open an item too. A language without lists gets
+# no open-list reading.
 LIST_ITEM_OPENERS: dict[str, frozenset[str]] = {
     "en": frozenset("""
         a an the some two three four five six seven eight nine ten eleven twelve
