@@ -144,18 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bbh", help="a folder with BIG-Bench Hard's task files (hashes still checked)")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    def bigbench() -> list[Path]:
+        archive = Path(args.archive) if args.archive else download(out / ".download")
+        if not archive.exists():
+            raise FetchError(f"{archive}: no such file")
+        return extract(archive, out)
+
     code = 0
     # Two independent sources: one that cannot be had does not keep the other away.
-    for source in ("bigbench", "bbh"):
+    for source in (bigbench, lambda: fetch_bbh(out, Path(args.bbh) if args.bbh else None)):
         try:
-            if source == "bigbench":
-                archive = Path(args.archive) if args.archive else download(out / ".download")
-                if not archive.exists():
-                    raise FetchError(f"{archive}: no such file")
-                written = extract(archive, out)
-            else:
-                written = fetch_bbh(out, Path(args.bbh) if args.bbh else None)
-            for path in written:
+            for path in source():
                 print(f"wrote {path}")
         except FetchError as e:
             print(f"error: {e}", file=sys.stderr)
