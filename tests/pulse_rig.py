@@ -109,10 +109,17 @@ class SoundCard:
                 spans.append((t - CHUNK / RATE, t))
         return spans
 
-    def loud_now(self, window_s: float = 0.2, threshold: float = 0.01) -> bool:
-        """Whether the speaker played sound in the last ``window_s``."""
-        now = time.monotonic()
-        return any(rms >= threshold for t, rms in list(self._levels) if t >= now - window_s)
+    def loud_for(self, min_s: float = 0.3, threshold: float = 0.01) -> bool:
+        """Whether the speaker is playing sound that began at least ``min_s`` ago.
+
+        One loud 20 ms chunk is not yet an answer playing: a synthesised sentence can open
+        with a click before a soft onset, and speech timed against that click can start
+        before any word is audible."""
+        spans = self.loud_spans(threshold=threshold)
+        if not spans:
+            return False
+        start, end = spans[-1]
+        return time.monotonic() - end < 0.1 and end - start >= min_s
 
     def stop(self) -> None:
         if self.mic is not None:
