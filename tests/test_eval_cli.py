@@ -109,12 +109,15 @@ def test_spoken_mode_every_mode(short_set, tmp_path, capsys):
     result, _ = run_eval(capsys, short_set, out, "--spoken", "--max-answer", "4", "--limit", "2")
     assert set(result["modes"]) == set(MODES)
     for figures in result["modes"].values():
-        assert set(figures) == KEYS | {"median_response_latency_s"} and figures["n"] == 2
+        assert set(figures) == KEYS | {"median_response_latency_s", "heard_exactly",
+                                       "accuracy_heard_exactly", "accuracy_misheard"}
+        assert figures["n"] == 2 and 0 <= figures["heard_exactly"] <= 2
     rows = read_rows(out)
     assert len(rows) == 8
     for r in rows:
         assert r["session_error"] is None
         assert r["transcript"], r  # the question was heard
+        assert 0 <= r["transcript_wer"] < 0.5, r  # scored against the question's words
         assert (out / "spoken" / r["mode"] / r["id"] / "trace.jsonl").exists()
         if r["answer_text"]:
             assert r["response_latency_s"] is not None and r["live_total_delay"] is not None
@@ -134,3 +137,26 @@ def test_set_overrides_every_mode_and_is_recorded(short_set, tmp_path, capsys):
     assert main(["eval", "--data", str(short_set), "--llm", "tiny", "--set", "engine.nope=1"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert len(err) == 1 and "unknown setting engine.nope" in err[0], err
+
+
+def test_spoken_accuracy_is_split_by_what_was_heard(tmp_path, capsys):
+    """Rows from before ``transcript_wer`` existed get it from their set's text when the
+    summary is rebuilt; accuracy is split between questions heard word for word and not."""
+    rows = [  # mini-01 heard in digits (no error after normalising), mini-02 misheard
+        {"set": "mini", "mode": "think", "spoken": True, "id": "mini-01", "correct": True,
+         "transcript": "I have 2 apples and buy 3 more. How many apples do I have now?"},
+        {"set": "mini", "mode": "think", "spoken": True, "id": "mini-02", "correct": False,
+         "transcript": "Is seventeen and even number?"},
+    ]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "run.json").write_text(json.dumps({"data": "mini", "llm": "tiny", "seed": 0,
+                                                   "budgets": {}, "started": 0.0}))
+    # a finished run's summary keeps its run time (the file's age says nothing after a copy)
+    (tmp_path / "summary.md").write_text("# Evaluation: mini\n\n- run time: 123 s\n")
+    assert main(["eval", "--from-results", str(tmp_path), "--json"]) == 0
+    think = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["modes"]["think"]
+    assert (think["heard_exactly"], think["accuracy_heard_exactly"], think["accuracy_misheard"]) \
+        == (1, 1.0, 0.0)
+    assert "| 1 / 2 | 1.000 / 0.000 |" in (tmp_path / "summary.md").read_text()
+    assert "- run time: 123 s" in (tmp_path / "summary.md").read_text()
+    assert "transcript_wer" not in (tmp_path / "results.jsonl").read_text()  # left as it was

@@ -121,13 +121,50 @@ def _from_results(out: Path, as_json: bool) -> int:
     spoken = bool(rows[0].get("spoken"))
     try:  # what the run was (written when it started), and how long it has run so far
         meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
-        meta["wall_s"] = path.stat().st_mtime - meta["started"]
+        meta["wall_s"] = _run_time(out) or path.stat().st_mtime - meta["started"]
     except (OSError, ValueError, KeyError):
         meta = {"data": rows[0].get("set", "?"), "llm": "(not recorded)", "seed": "(not recorded)",
                 "budgets": "(not recorded)",
                 "wall_s": 0.0}
+    if spoken:
+        _score_hearing(rows)
     figures = write_summary(out, rows, spoken, meta)
     print(f"rebuilt {out}/summary.md and the plots from {len(rows)} results", file=sys.stderr)
     if as_json:
         sys.stdout.write(json_line(figures, out, spoken) + "\n")
     return 0
+
+
+def _run_time(out: Path) -> float | None:
+    """The run time an earlier summary of ``out`` recorded: a finished run's results file
+    may have been touched since (a copy, a checkout), so its age no longer says."""
+    import re
+
+    try:
+        found = re.search(r"^- run time: (\d+) s$", (out / "summary.md").read_text(encoding="utf-8"),
+                          re.MULTILINE)
+    except OSError:
+        return None
+    return float(found.group(1)) if found else None
+
+
+def _score_hearing(rows: list[dict]) -> None:
+    """Spoken rows written before ``transcript_wer`` existed (6 Dec 2026) get it from their
+    set's text where the set can be read here, for the summary; results.jsonl is left as
+    it is."""
+    missing = [r for r in rows if r.get("transcript_wer") is None and "transcript" in r]
+    if not missing:
+        return
+    from voice_agent.asr.wer import word_error_rate
+    from voice_agent.eval.data import load_set
+
+    for name in dict.fromkeys(r["set"] for r in missing):
+        if str(name).startswith("hf:"):
+            continue  # a hub set is not fetched again to rebuild a summary
+        try:
+            questions = {p.id: p.problem for p in load_set(name)}
+        except (VoiceAgentError, OSError):
+            continue  # the data is not here: the split shows n/a
+        for r in missing:
+            if r["set"] == name and r["id"] in questions:
+                r["transcript_wer"] = round(word_error_rate(questions[r["id"]], r["transcript"]), 4)

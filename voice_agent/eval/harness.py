@@ -168,6 +168,8 @@ def _spoken_one(p: Any, mode: str, decoder: Any, opts: EvalOptions, ctx: dict[st
 def json_line(figures: dict[str, dict[str, Any]], out: Path, spoken: bool) -> str:
     """The ``--json`` last line: exactly the documented keys per mode."""
     keys = ["n", "accuracy", "median_first_answer_token_s", "median_delay_to_first_s",
-            "median_total_delay_s"] + (["median_response_latency_s"] if spoken else [])
+            "median_total_delay_s"] + (["median_response_latency_s", "heard_exactly",
+                                        "accuracy_heard_exactly", "accuracy_misheard"]
+                                       if spoken else [])
     return json.dumps({"modes": {m: {k: f.get(k) for k in keys} for m, f in figures.items()},
                        "out": str(out)})

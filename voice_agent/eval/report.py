@@ -40,8 +40,27 @@ def summarize(rows: Sequence[dict[str, Any]], spoken: bool) -> dict[str, dict[st
         fig = {"n": len(rs), "accuracy": round(sum(r["correct"] for r in rs) / len(rs), 4)}
         for key, name in FIGURES + (SPOKEN_FIGURES if spoken else ()):
             fig[name] = median([r.get(key) for r in rs])
+        if spoken:
+            fig.update(by_hearing(rs))
         out[mode] = fig
     return out
+
+
+def by_hearing(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Spoken accuracy where the recogniser heard the question word for word and where it
+    did not (``transcript_wer``, after wer.py's normalisation): how much of a spoken set's
+    gap to typed text is hearing rather than thinking. None where rows lack the figure
+    (spoken runs before 6 Dec 2026)."""
+    scored = [r for r in rows if r.get("transcript_wer") is not None]
+    exact = [r for r in scored if r["transcript_wer"] == 0]
+    misheard = [r for r in scored if r["transcript_wer"] > 0]
+
+    def accuracy(rs: list[dict[str, Any]]) -> float | None:
+        return round(sum(r["correct"] for r in rs) / len(rs), 4) if rs else None
+
+    return {"heard_exactly": len(exact) if scored else None,
+            "accuracy_heard_exactly": accuracy(exact), "accuracy_misheard": accuracy(misheard),
+            "median_transcript_wer": median([r["transcript_wer"] for r in scored])}
 
 
 def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -60,7 +79,8 @@ def write_summary(out: Path, rows: Sequence[dict[str, Any]], spoken: bool,
     cols = ["mode", "n", "accuracy", "first answer token (s)", "delay_to_first (s)",
             "total_delay (s)", "total_delay_minus1 (s)", "first answer step"]
     if spoken:
-        cols += ["response latency, live (s)", "delay_to_first, live (s)", "total_delay, live (s)"]
+        cols += ["response latency, live (s)", "delay_to_first, live (s)", "total_delay, live (s)",
+                 "heard word for word", "accuracy: heard / misheard"]
     for data_set in dict.fromkeys(r["set"] for r in rows):
         rs = [r for r in rows if r["set"] == data_set]
         lines += [f"## {data_set}", "", "| " + " | ".join(cols) + " |",
@@ -68,6 +88,9 @@ def write_summary(out: Path, rows: Sequence[dict[str, Any]], spoken: bool,
         for mode, fig in summarize(rs, spoken).items():
             vals = [mode, fig["n"], f"{fig['accuracy']:.3f}"]
             vals += [_fmt(fig[name]) for _, name in FIGURES + (SPOKEN_FIGURES if spoken else ())]
+            if spoken:
+                vals += ["n/a" if fig["heard_exactly"] is None else f"{fig['heard_exactly']} / {fig['n']}",
+                         f"{_fmt(fig['accuracy_heard_exactly'])} / {_fmt(fig['accuracy_misheard'])}"]
             lines.append("| " + " | ".join(str(v) for v in vals) + " |")
         lines.append("")
     lines += ["*first answer step*: decoder steps (one forward pass each) before the first "
@@ -75,7 +98,9 @@ def write_summary(out: Path, rows: Sequence[dict[str, Any]], spoken: bool,
               "Medians over problems. Delays (post-hoc model, AsyncReasoning §3): chunks of "
               "≥ 5 writer tokens, never split in a formula, each synthesised by our piper "
               "voice; parallel TTS. Text mode times from before the prompt prefill; spoken "
-              "mode from the end of the question's speech. *live*: the session's own report.",
+              "mode from the end of the question's speech. *live*: the session's own report. "
+              "*heard word for word*: questions whose transcript has no word error "
+              "(case, punctuation and digits aside).",
               ""]
     (out / "summary.md").write_text("\n".join(lines), encoding="utf-8")
     figures = summarize(rows, spoken)

@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from voice_agent.asr.wer import word_error_rate
 from voice_agent.eval.check import check
 from voice_agent.eval.data import Problem
 from voice_agent.eval.delay import Synthesize, chunk_tokens
@@ -74,7 +75,10 @@ def run_spoken(problem: Problem, wav: Path, *, config: Any, models: Any, decoder
     return {
         "id": problem.id, "prediction": verdict.prediction, "answer": problem.answer,
         "correct": verdict.correct, "kind": verdict.kind, "thoughts": thoughts,
-        "answer_text": heard, "transcript": transcript, "trace": str(out_dir / "trace.jsonl"),
+        "answer_text": heard, "transcript": transcript,
+        # 0: the recogniser heard the question word for word (report.py splits accuracy on it)
+        "transcript_wer": round(word_error_rate(problem.problem, transcript), 4),
+        "trace": str(out_dir / "trace.jsonl"),
         "session_error": result.error, "turns": len(result.turns),
         "first_answer_token_s": _r(head.get("first_answer_token")),
         "response_latency_s": _r(head.get("response_latency")),
