@@ -382,13 +382,31 @@ def test_a_draft_whose_first_thought_changes_is_dropped_unread(tiny):
     hook = eng.model.lm_head.register_forward_hook(lambda m, inp, out: read.append(inp[0].shape[1]))
     eng._pick = opens_otherwise
     try:
-        events = eng.listen("capital of france")
+        events = eng.listen("capital of france") + eng.step()  # the re-read comes first
     finally:
         hook.remove()
     (check,) = [e for e in events if isinstance(e, LlmDraftCheck)]
     assert (check.kept, check.dropped, check.text) == (0, len(draft), "")
     assert read == [1]  # the opening's last position; the draft was not prefilled
     assert eng.thoughts.ids == [other] and eng.arena.length["thoughts"] == 0
+
+
+def test_words_that_arrive_together_are_one_re_read(tiny):
+    """New words mark the draft for a re-read before the next step: pieces that arrive
+    together (a final's last word, then its end mark) are read once, with all of them."""
+    from voice_agent.events import LlmDraftCheck
+
+    eng = engine(tiny, check_listen_thoughts=True, check_listen_every=1, max_listen_thoughts=40,
+                 max_thoughts=40, max_answer=8, control_every=0)
+    eng.begin_turn()
+    eng.listen("what is the")
+    for _ in range(5):
+        eng.step()
+    assert len(eng.thoughts.ids) == 5
+    heard = eng.listen("capital of") + eng.listen("france")
+    assert not any(isinstance(e, LlmDraftCheck) for e in heard) and not eng.idle
+    checks = [e for _ in range(3) for e in eng.step() if isinstance(e, LlmDraftCheck)]
+    assert len(checks) == 1 and eng.draft_read == eng.heard_pieces
 
 
 def test_unchecked_listening_thoughts_stay_as_written(tiny):
@@ -472,12 +490,13 @@ def test_a_revised_final_is_read_as_if_it_had_been_heard(tiny, heard, corrected)
         for _ in range(5):
             events += revised.step()
     events += revised.revise(corrected)
+    events += revised.step()  # the re-read runs before the next thought
     from voice_agent.events import LlmDraftCheck
 
     (listen,) = [e for e in events if isinstance(e, LlmListen) and e.replaced]
     assert revised.listen_text == corrected and revised.arena.length["listen"] == len(revised.listen_ids)
     after = events[events.index(listen):]
-    assert any(isinstance(e, LlmDraftCheck) for e in after) or not revised.thoughts.ids  # re-read at once
+    assert any(isinstance(e, LlmDraftCheck) for e in after) or not revised.thoughts.ids  # re-read first
     assert revised.revise(corrected) == []  # the same words again: nothing to do
     _hear(revised, [], steps=0)
     plain = engine(tiny, **budgets)
