@@ -15,7 +15,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from voice_agent.core.layout import join_heard
 from voice_agent.events import Error, Event
 from voice_agent.trace import SessionClock
 from voice_agent.urgency import Urgency
@@ -114,7 +113,6 @@ class ModelWorker:
         self._failures = 0  # failed steps/commands since the last good step
         self._sent = self._applied = 0  # commands sent / applied (see ``quiescent``)
         self._blocked = False  # the thread waits on the queue
-        self._held: Command | None = None  # taken from the queue, applied next
         self.posted = self.handled = 0  # event batches posted to the loop / handled there
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
@@ -217,49 +215,22 @@ class ModelWorker:
     def _drain(self, block: bool) -> bool:
         """Apply queued commands; False once Shutdown arrives."""
         while True:
-            if self._held is not None:
-                cmd, self._held = self._held, None
-            else:
-                self._blocked = block
-                try:
-                    cmd = self._q.get(block=block, timeout=None)
-                except queue.Empty:
-                    return True
-                finally:
-                    self._blocked = False
+            self._blocked = block
+            try:
+                cmd = self._q.get(block=block, timeout=None)
+            except queue.Empty:
+                return True
+            finally:
+                self._blocked = False
             block = False
             if isinstance(cmd, Shutdown):
                 return False
-            taken = 1
-            if isinstance(cmd, Listen):
-                cmd, taken = self._with_queued_words(cmd)
             try:
                 self._apply(cmd)
             except Exception as e:  # noqa: BLE001 - see _recover
                 self._recover(e)
             finally:
-                self._applied += taken
-
-    def _with_queued_words(self, cmd: Listen) -> tuple[Listen, int]:
-        """``cmd`` joined with the Listens queued right behind it for the same response, and
-        how many commands that took. Words that arrive together (a final's last word and its
-        end mark) are read in one insert: the engine re-reads its draft of thoughts after
-        each piece it is given, ~0.1 s a read with the embedded thinker, on the path from
-        the end of the turn to the answer. The first other command is held for next."""
-        pieces = [cmd.text]
-        while True:
-            try:
-                nxt = self._q.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(nxt, Listen) and nxt.gen == cmd.gen:
-                pieces.append(nxt.text)
-                continue
-            self._held = nxt
-            break
-        if len(pieces) == 1:
-            return cmd, 1
-        return Listen(cmd.gen, join_heard(pieces)), len(pieces)
+                self._applied += 1
 
     def _recover(self, e: Exception) -> None:
         """A failed step or command costs the answer under way, not the session: post a
