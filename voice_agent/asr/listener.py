@@ -166,9 +166,9 @@ class Listener:
         question = not cut and ends_in_question(heard.text)
         sure = (question and heard.end_prob is not None
                 and heard.end_prob >= self.config.vad.turn_question_sure)
-        listing = (open_list(heard.text, self.config.asr.language)
-                   if not cut and self.config.vad.turn_open_list else "")
-        doubt = "" if cut else (listing or self._doubt(heard.text))
+        doubt = "" if cut else (
+            (self.config.vad.turn_open_list and open_list(heard.text, self.config.asr.language))
+            or self._doubt(heard.text))
         if doubt is None:
             return None  # the text model is still reading them
         return HeardEnding(cut=cut, question=question, sure=sure, doubt=doubt)

@@ -155,8 +155,8 @@ def _score_hearing(rows: list[dict]) -> None:
     missing = [r for r in rows if r.get("transcript_wer") is None and "transcript" in r]
     if not missing:
         return
-    from voice_agent.asr.wer import word_error_rate
     from voice_agent.eval.data import load_set
+    from voice_agent.eval.spoken import transcript_wer
 
     for name in dict.fromkeys(r["set"] for r in missing):
         if str(name).startswith("hf:"):
@@ -167,4 +167,4 @@ def _score_hearing(rows: list[dict]) -> None:
             continue  # the data is not here: the split shows n/a
         for r in missing:
             if r["set"] == name and r["id"] in questions:
-                r["transcript_wer"] = round(word_error_rate(questions[r["id"]], r["transcript"]), 4)
+                r["transcript_wer"] = transcript_wer(questions[r["id"]], r["transcript"])

@@ -161,7 +161,7 @@ class Engine(DecoderBase):
                                     kept=cap, turn=self.turn))
             ids = ids[-cap:]
         *window_more, step = self._insert_listen(ids)
-        self._reread_draft()
+        self._mark_reread()
         return [*window, *window_more,
                 LlmListen(t=step.t, text=self.prompts.decode(ids), tokens=len(ids), turn=self.turn),
                 step]
@@ -191,13 +191,13 @@ class Engine(DecoderBase):
                                        batch=1, step=self.steps, turn=self.turn)
             self.heard_pieces += 1
         self._split_changed()
-        self._reread_draft(force=True)
+        self._mark_reread(force=True)
         return [*window, LlmListen(t=step.t, text=self.prompts.decode(ids[keep:]),
                                    tokens=len(ids) - keep, replaced=len(old) - keep,
                                    turn=self.turn),
                 step]
 
-    def _reread_draft(self, force: bool = False) -> None:
+    def _mark_reread(self, force: bool = False) -> None:
         """After new words: the draft is re-read when due (or ``force``d), before the next
         step rather than now, so words that arrive together (a final's last word and its end
         mark come a few ms apart, as separate commands) cost one re-read, not one each; in
@@ -206,8 +206,8 @@ class Engine(DecoderBase):
         if force or paused or len(self.thoughts.ids) - self.draft_size >= self.config.check_listen_every:
             self.reread_due = True
 
-    def _reread_now(self) -> list[Event]:
-        """The re-read ``_reread_draft`` asked for."""
+    def _reread_draft(self) -> list[Event]:
+        """The re-read ``_mark_reread`` asked for, before the next step."""
         self.reread_due = False
         checked = self._check_draft()
         if self.draft_ended:  # a re-read could not undo its end (a windowed draft): it waits
@@ -293,7 +293,7 @@ class Engine(DecoderBase):
     def step(self) -> list[Event]:
         """Run at most one forward pass (or a draft's re-read); [] when idle."""
         if self.reread_due:
-            checked = self._reread_now()
+            checked = self._reread_draft()
             if checked:
                 return checked
         action = self._next_action()

@@ -59,8 +59,7 @@ def by_hearing(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return round(sum(r["correct"] for r in rs) / len(rs), 4) if rs else None
 
     return {"heard_exactly": len(exact) if scored else None,
-            "accuracy_heard_exactly": accuracy(exact), "accuracy_misheard": accuracy(misheard),
-            "median_transcript_wer": median([r["transcript_wer"] for r in scored])}
+            "accuracy_heard_exactly": accuracy(exact), "accuracy_misheard": accuracy(misheard)}
 
 
 def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> None:

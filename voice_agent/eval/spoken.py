@@ -22,6 +22,12 @@ from voice_agent.eval.text import _r, delay_figures
 PAD_S = 1.0  # silence after the question, so the end of speech is detected
 
 
+def transcript_wer(question: str, transcript: str) -> float:
+    """The transcript's word error rate against the question as written (0: heard word for
+    word; report.py splits spoken accuracy on it)."""
+    return round(word_error_rate(question, transcript), 4)
+
+
 def question_wav(problem: Problem, tts: Any, cache_dir: Path) -> Path:
     """The problem read aloud by ``tts`` (speakable form), synthesised once per text and
     voice; later runs reuse the file."""
@@ -76,8 +82,7 @@ def run_spoken(problem: Problem, wav: Path, *, config: Any, models: Any, decoder
         "id": problem.id, "prediction": verdict.prediction, "answer": problem.answer,
         "correct": verdict.correct, "kind": verdict.kind, "thoughts": thoughts,
         "answer_text": heard, "transcript": transcript,
-        # 0: the recogniser heard the question word for word (report.py splits accuracy on it)
-        "transcript_wer": round(word_error_rate(problem.problem, transcript), 4),
+        "transcript_wer": transcript_wer(problem.problem, transcript),
         "trace": str(out_dir / "trace.jsonl"),
         "session_error": result.error, "turns": len(result.turns),
         "first_answer_token_s": _r(head.get("first_answer_token")),
