@@ -86,6 +86,7 @@ bench: install
 	$(BIN)/python bench/flythinker.py --tokens 24 --reps 3
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/turns.py
+	$(BIN)/python bench/turn_session.py --repeat 2
 
 # docs/trace.md and docs/settings.md are generated from the code; re-run after adding an
 # event or a setting (tests/test_docs.py fails until you do).

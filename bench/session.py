@@ -61,11 +61,17 @@ def overhead(events: list[dict], turn: dict) -> float | None:
             - chunk0["first_audio_s"])
 
 
+def mode_config(mode: str, llm: str, overrides: list[str] = ()):
+    return load_config(overrides=list(overrides), session={"mode": mode},
+                       engine=voice_engine_defaults(llm))
+
+
 def run_mode(mode: str, llm: str, samples: list[Path], whisper, tts, out_root: Path,
-             overrides: list[str] = ()) -> dict:
-    config = load_config(overrides=list(overrides), session={"mode": mode},
-                         engine=voice_engine_defaults(llm))
-    decoder = build_decoder(mode, llm, config, SessionClock())
+             overrides: list[str] = (), decoder=None) -> dict:
+    """``decoder``: one already built for this mode (bench/turn_session.py shares one
+    across settings that leave the engine alone)."""
+    config = mode_config(mode, llm, overrides)
+    decoder = decoder or build_decoder(mode, llm, config, SessionClock())
     rows = []
     for wav in samples:
         out = out_root / mode / wav.stem
@@ -80,7 +86,8 @@ def run_mode(mode: str, llm: str, samples: list[Path], whisper, tts, out_root: P
                          "first_answer_token": turn.get("first_answer_token"),
                          "asr_final_latency": turn.get("asr_final_latency"),
                          "overhead": overhead(events, turn),
-                         "answer": turn.get("answer", "")[:80]})
+                         "answer": turn.get("answer", "")[:80],
+                         "user": turn.get("user", "")})
     per_clip = [sum(r["sample"] == wav.name for r in rows) for wav in samples]
     summary = {"mode": mode, "settings": list(overrides),
                "split_clips": [w.name for w, n in zip(samples, per_clip) if n > 1]}

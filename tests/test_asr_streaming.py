@@ -341,15 +341,18 @@ def test_the_pause_pass_starts_early_and_hears_the_rest_of_the_tail_as_silence(w
     speech_end = _voiced_end(pcm)
     cfg = AsrConfig(final_tail_s=0.15, speculate_after_s=0.04)
     events: list = []
+    passes: list = []  # what the pass hands on as soon as it has it (a text model reads it)
     asr = StreamingAsr(WhisperDecoder(whisper_model, cfg), SimClock(), cfg, events.append,
-                       threaded=False)
+                       threaded=False, on_pass=passes.append)
     at = lambda s: int(round(s * 16000))  # noqa: E731
     asr.begin(0.0, pcm[:at(speech_end + 0.02)])
     decodes = asr.stats.decodes
     asr.pause(speech_end)
     assert asr.stats.decodes == decodes              # 20 ms of silence: not yet
+    assert passes == []                              # (the updates before were no pass)
     asr.push(pcm[at(speech_end + 0.02):at(speech_end + 0.04)])
     assert asr.stats.decodes == decodes + 1          # 40 ms: the pass runs, padded
+    assert passes == [asr.heard]                     # ... and hands on what it heard
     assert asr.stats.buffer_s[-1] == pytest.approx(speech_end + 0.15, abs=1e-3)
     assert asr.heard.until == pytest.approx(speech_end + 0.15, abs=1e-3)
     asr.push(pcm[at(speech_end + 0.04):at(speech_end + 0.3)])

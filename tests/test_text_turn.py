@@ -164,6 +164,35 @@ def test_the_listener_asks_the_text_model_once_and_a_doubt_delays_the_end(lp, wa
     assert ("log10 P(end) -12.0" in decisions[0].reason) == (lp < -8)
 
 
+def test_a_threaded_listener_reads_the_pause_words_as_soon_as_the_pass_has_them():
+    """With the recogniser on its thread the pause's pass starts the read itself, so the
+    read is done before the policy asks for it (200 ms of silence) and the end waits for
+    no read (in real time it waited for the next frame to start one: +0.05 s)."""
+    import time
+
+    from voice_agent.asr import ListenConfig, Listener, load_whisper
+    from voice_agent.audio.sources import WavSource
+    from voice_agent.events import TurnDecision
+
+    clock, events, reader = SimClock(), [], _Reader(-3.0)
+    listener = Listener(load_whisper(), clock, ListenConfig(vad=VadConfig(turn_text_model="stand-in")),
+                        emit=events.append, threaded=True, turn_model=_Model(0.97),
+                        text_turn_model=reader)
+    try:
+        for frame in WavSource(SAMPLES / "capital_of_france.wav", clock, pad_silence_s=2.5):
+            listener.feed(frame)
+            if listener.vad.in_speech and frame.end_t - listener.vad.last_voiced_end >= 0.18:
+                break  # 180 ms of silence: the pass (at 150 ms) ran, the policy has not asked
+        assert listener.wait_idle(30.0)
+        deadline = time.monotonic() + 10
+        while not reader.read and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reader.read == ["What is the capital of France?"]
+        assert not [e for e in events if isinstance(e, TurnDecision)]
+    finally:
+        listener.close()
+
+
 def test_a_text_model_failing_mid_session_warns_once_and_the_turn_ends(caplog):
     from voice_agent.events import VadEnd
 

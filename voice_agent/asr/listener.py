@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -84,6 +85,7 @@ class Listener:
         self._text_pool = (ThreadPoolExecutor(1, thread_name_prefix="text-turn")
                            if threaded and self.text_turn_model is not None else None)
         self._text_read: tuple[str, Future] | None = None  # the last words, their log10 P
+        self._text_lock = threading.Lock()  # the ASR thread starts reads, the policy asks
         self._urgency = urgency or Urgency()
         turn_threaded = threaded if turn_threaded is None else turn_threaded
         # A source faster than real time (the turn model inline, the recogniser on its
@@ -95,8 +97,11 @@ class Listener:
                                urgency=urgency)
         self.vad = Vad(config.vad, hangover_ms=self.turn.vad_limit_ms)
         self.utterance = 0
+        # With a text model the pause's words are read as soon as its pass has them (on
+        # the text thread), not when the policy next looks: the read is off the frame clock
         self.asr = StreamingAsr(self.decoder, clock, config.asr, self._emit, threaded=threaded,
-                                urgency=urgency)
+                                urgency=urgency,
+                                on_pass=self._read_ahead if self._text_pool is not None else None)
         preroll = max(1, config.preroll_ms // 20)
         self._recent: deque[AudioFrame] = deque(maxlen=preroll + self.vad.lookback_frames)
         self._level_frames: list[float] = []
@@ -180,17 +185,7 @@ class Listener:
         model = self.text_turn_model
         if model is None:
             return ""
-        if self._text_read is None or self._text_read[0] != text:
-            future: Future = Future()
-            if self._text_pool is not None:
-                future = self._text_pool.submit(self._read, model, text)
-            else:
-                try:
-                    future.set_result(self._read(model, text))
-                except Exception as e:  # as below
-                    future.set_exception(e)
-            self._text_read = (text, future)
-        future = self._text_read[1]
+        future = self._reading(model, text)
         if self._wait_for_words:
             future.exception(30.0)
         if not future.done():
@@ -205,6 +200,29 @@ class Listener:
         if lp >= self.config.vad.turn_text_model_below:
             return ""
         return f"a language model reads it unfinished (log10 P(end) {lp:.1f})"
+
+    def _reading(self, model: TextTurnModel, text: str) -> Future:
+        """The read of ``text``: the one under way or done, else a new one."""
+        with self._text_lock:
+            if self._text_read is not None and self._text_read[0] == text:
+                return self._text_read[1]
+            future: Future = Future()
+            if self._text_pool is not None:
+                future = self._text_pool.submit(self._read, model, text)
+            else:
+                try:
+                    future.set_result(self._read(model, text))
+                except Exception as e:  # reported by _doubt
+                    future.set_exception(e)
+            self._text_read = (text, future)
+            return future
+
+    def _read_ahead(self, heard: Heard) -> None:
+        """On the ASR thread: a pause's pass heard ``heard``; start reading its words."""
+        model = self.text_turn_model
+        if model is not None and heard.utterance == self.utterance and heard.text.strip() \
+                and not unfinished_ending(heard.text, self.config.asr.language):
+            self._reading(model, heard.text)
 
     def _read(self, model: TextTurnModel, text: str) -> float:
         with self._urgency.running():  # the end of the turn waits for it

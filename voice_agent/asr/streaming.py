@@ -43,8 +43,13 @@ class StreamingAsr:
 
     def __init__(self, decoder: WhisperDecoder, clock: Clock, config: AsrConfig,
                  emit: Callable[[Event], None], *, threaded: bool = True,
-                 urgency: Urgency | None = None) -> None:
+                 urgency: Urgency | None = None,
+                 on_pass: Callable[[Heard], None] | None = None) -> None:
         self.config = config
+        # called on the ASR thread with the pause's pass's hypothesis, as soon as it is
+        # there: a reader of those words (the text end-of-turn model) starts at once
+        # instead of on the policy's next frame
+        self._on_pass = on_pass
         self._urgency = urgency or Urgency()
         self._emit = emit
         self._rec = UtteranceRecognizer(decoder, clock, config, emit)
@@ -199,6 +204,8 @@ class StreamingAsr:
                 with self._urgency.running():
                     # covers the pause and the tail; its hypothesis may serve the final
                     self._rec.update(pad_to=pad_to)
+                if self._on_pass is not None:
+                    self._on_pass(self._rec.heard)
             elif self._speculate_at is None and not self._passed and self._rec.due():
                 behind = self._rec.buffer_end - self._rec.decoded_until
                 with self._urgency.running() if behind >= self.config.urgent_lag_s else nullcontext():
