@@ -174,6 +174,44 @@ def test_interrupt_keeps_heard_answer_and_thoughts(tiny):
     assert len(eng.answer.ids) > 3
 
 
+def test_the_turn_end_note_leaves_when_the_user_goes_on(tiny):
+    """mark_turn_end: the note follows the words once the turn ends. The user resumes
+    before any answer played (the session takes it back): the note leaves the listen
+    block, so the earlier words can still be revised (the session turns their full stop
+    into a comma when the recogniser goes on with the sentence) and the next words follow
+    them as said; the next end of turn puts the note back once, after every word. The
+    block then holds exactly what an engine that heard the joined words holds."""
+    from voice_agent.core.layout import TURN_END_NOTE
+
+    first, joined, rest = ("if a train leaves at 3 and travels for 90 minutes.",
+                           "if a train leaves at 3 and travels for 90 minutes,", "when does it arrive?")
+    budgets = dict(max_thoughts=30, max_answer=10, control_every=0, mark_turn_end=True,
+                   check_listen_thoughts=True, check_listen_every=4, max_listen_thoughts=40)
+    eng = engine(tiny, **budgets)
+    eng.begin_turn()
+    eng.listen(first)
+    before = list(eng.listen_ids)
+    eng.end_of_turn()
+    assert eng.listen_text.endswith(TURN_END_NOTE) and eng.revise(joined) == []
+    for _ in range(6):  # thoughts to a question that seemed finished
+        eng.step()
+    assert eng.thoughts.ids
+    eng.interrupt(heard_tokens=0)
+    assert eng.listen_ids == before and eng.arena.length["listen"] == len(before)
+    assert TURN_END_NOTE not in eng.listen_text
+    assert eng.revise(joined)  # the user is not done: the words may change again
+    _hear(eng, [rest], steps=0)
+    assert eng.listen_text.endswith(TURN_END_NOTE) and eng.listen_text.count(TURN_END_NOTE) == 1
+    plain = engine(tiny, **budgets)
+    _listen_in_pieces(plain, [joined, rest], steps=0)
+    assert eng.listen_ids == plain.listen_ids
+    assert eng.arena.length["listen"] == plain.arena.length["listen"] == len(plain.listen_ids)
+    # the draft re-read without the note: every thought and the answer are the thinker's
+    # own greedy choices given the joined words, as if it had heard them in one go
+    assert eng.thoughts.ids == plain.thoughts.ids
+    assert eng.answer.ids == plain.answer.ids and plain.answer.ids
+
+
 def test_new_turn_with_history_and_reset(tiny):
     eng = engine(tiny, max_thoughts=8, max_answer=8, control_every=2)
     list(eng.run(QUESTION))

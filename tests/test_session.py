@@ -253,6 +253,41 @@ def test_a_revised_final_replaces_its_utterances_words_for_the_model():
     assert session.cur.user_words == ["I have four chairs,", "a fur bed."]
 
 
+@pytest.mark.parametrize("goes_on, second", [(True, "when does it arrive?"),
+                                              (False, "When does it arrive?")])
+def test_a_resumed_utterance_that_goes_on_with_the_sentence_joins_it_with_a_comma(goes_on, second):
+    """The turn ended at a pause ("… for 90 minutes."), the user went on, and the
+    recogniser carries on the sentence in lower case: the model is sent the words with
+    the full stop as a comma (a revision, before the new words), and the turn's text
+    reads as one sentence. A capital opens a new sentence: the full stop stays."""
+    from types import SimpleNamespace
+
+    from voice_agent.events import AsrCommit, AsrFinal
+    from voice_agent.session import Session, TurnState
+    from voice_agent.worker import EndOfTurn, Listen, Revise
+
+    sent = []
+    session = Session.__new__(Session)  # the handlers alone: no audio, no threads
+    session.worker = SimpleNamespace(send=sent.append)
+    session.sink = SimpleNamespace(queued_s=lambda: 0.0)
+    session.listener = SimpleNamespace(in_speech=False)
+    session.cur = TurnState(turn=1, gen=1)
+    first = "If a train leaves at 3 o'clock and travels for 90 minutes"
+    session._on_commit(AsrCommit(t=1.0, text=first, utterance=1))
+    session._on_commit(AsrCommit(t=1.5, text=".", utterance=1))  # the held mark, at the final
+    session._on_final(AsrFinal(t=1.5, text=first + ".", utterance=1))
+    session.cur.ended_listening = False  # speech again: the answer was taken back (VadStart)
+    session._on_commit(AsrCommit(t=2.5, text=second, utterance=2))
+    session._on_commit(AsrCommit(t=2.6, text="Take 2.", utterance=2))  # not its first words
+    session._on_final(AsrFinal(t=3.0, text=second + " Take 2.", utterance=2))
+    kinds = [Listen, Listen, EndOfTurn] + ([Revise] if goes_on else []) + [Listen, Listen, EndOfTurn]
+    assert [type(c) for c in sent] == kinds
+    mark = "," if goes_on else "."
+    if goes_on:
+        assert sent[3].text == first + ","
+    assert session.cur.user_text == f"{first}{mark} {second} Take 2."
+
+
 def test_a_pause_before_the_answer_plays_takes_all_of_it_back_after_an_earlier_answer():
     """The user resumes after the turn ended but before any of its answer played: none of
     that answer was heard, so the model keeps none of it. The sink's report since its last

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+from voice_agent.asr.policy import as_continued, goes_on
 from voice_agent.core.layout import join_heard
 from voice_agent.events import (
     AsrCommit, AsrFinal, AsrPartial, AudioPlayEnd, AudioPlayStart, BargeIn, Error, Event,
@@ -288,9 +289,24 @@ class Session:
             return
         if self._assistant_speaking() and not self._check_bargein(ev.text):
             return  # echo of our own voice, or too short to be the user
+        text = ev.text.strip()
+        if ev.utterance not in cur.utterance_at and cur.user_words and goes_on(text):
+            self._continue_sentence(cur)
         cur.utterance_at.setdefault(ev.utterance, len(cur.user_words))
-        cur.user_words.append(ev.text.strip())
-        self.worker.send(Listen(cur.gen, ev.text.strip()))
+        cur.user_words.append(text)
+        self.worker.send(Listen(cur.gen, text))
+
+    def _continue_sentence(self, cur: TurnState) -> None:
+        """The user resumed after a pause that ended an utterance, and the recogniser
+        goes on with the sentence (a lower-case word: "… for 90 minutes." then "when does
+        it arrive?"): the earlier words' closing mark becomes a comma, for the model (a
+        revision of words it holds) and in the turn's text, as one typed sentence reads."""
+        joined = as_continued(cur.user_words[-1])
+        if joined == cur.user_words[-1]:
+            return
+        cur.user_words[-1] = joined
+        cur.user_final = as_continued(cur.user_final) if cur.user_final else cur.user_final
+        self.worker.send(Revise(cur.gen, join_heard(cur.user_words)))
 
     def _on_final(self, ev: AsrFinal) -> None:
         cur = self.cur

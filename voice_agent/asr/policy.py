@@ -22,6 +22,22 @@ _MAX_NGRAM = 5
 SENTENCE_MARKS = ".?!"  # what Whisper ends a sentence with (and a window, where the audio stops)
 
 
+def as_continued(text: str) -> str:
+    """``text`` with its closing sentence mark (not an ellipsis) as a comma: what an
+    utterance reads as when the next one goes on with its sentence."""
+    text = text.strip()
+    if text and text[-1] in SENTENCE_MARKS and not text.endswith(".."):
+        return text[:-1] + ","
+    return text
+
+
+def goes_on(text: str) -> bool:
+    """Whisper's sign that ``text`` continues a sentence: it opens with a lower-case
+    letter (a new sentence opens with a capital; the words before, as its prompt, tell
+    it which). A digit or a mark says neither, and does not count."""
+    return text.lstrip()[:1].islower()
+
+
 @dataclass(frozen=True, slots=True)
 class Word:
     """A recognised word. ``text`` keeps Whisper's leading space; times are seconds."""

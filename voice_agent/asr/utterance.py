@@ -14,7 +14,9 @@ from typing import Callable
 import numpy as np
 
 from voice_agent.asr.config import AsrConfig
-from voice_agent.asr.policy import SENTENCE_MARKS, LocalAgreement, Word, words_text
+from voice_agent.asr.policy import (
+    SENTENCE_MARKS, LocalAgreement, Word, as_continued, goes_on, words_text,
+)
 from voice_agent.asr.wer import normalize_words, word_error_rate
 from voice_agent.asr.whisper import Hypothesis, WhisperDecoder
 from voice_agent.audio import SAMPLE_RATE
@@ -98,7 +100,7 @@ class UtteranceRecognizer:
         soon = gap > 0 and audio_t - self.buffer_end <= gap  # (a preroll may overlap it)
         # The words went on after a pause, so the mark Whisper closed them with reads as
         # a comma (as a held mark does), and the context runs on over several pauses.
-        before = f"{self._before} {_as_continued(self._last_final)}".strip()
+        before = f"{self._before} {as_continued(self._last_final)}".strip()
         self._before = before[-self.config.prompt_chars:] if soon and self._last_final else ""
         self._reset(audio_t)
         self.utterance = utterance
@@ -260,8 +262,7 @@ class UtteranceRecognizer:
         if not self._committed_text:
             text = text.lstrip()  # the utterance's first word: no leading space
         if self._held_mark and (words or final):
-            follows = text.lstrip()[:1]
-            text = ("," if follows.islower() else self._held_mark) + text
+            text = ("," if goes_on(text) else self._held_mark) + text
             self._held_mark = ""
         if not text:
             return
@@ -291,11 +292,3 @@ class UtteranceRecognizer:
         self.offset += drop / SAMPLE_RATE
         self.agreement.forget_before(self.offset)
         logger.debug("trimmed ASR buffer to start at %.2f s", self.offset)
-
-
-def _as_continued(text: str) -> str:
-    """``text`` with its closing sentence mark (not an ellipsis) as a comma."""
-    text = text.strip()
-    if text and text[-1] in SENTENCE_MARKS and not text.endswith(".."):
-        return text[:-1] + ","
-    return text

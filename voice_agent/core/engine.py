@@ -175,7 +175,7 @@ class Engine(DecoderBase):
         longer holds the words alone (a window cut its front; the turn-end note is in it),
         the words stand as they are.
         """
-        if not self._started or self.user_done or self.listen_settled:
+        if not self._started or self.user_done or self.listen_settled or self.turn_end_noted:
             return []
         ids = self.prompts.listen_ids(text, first=True)
         old = self.listen_ids
@@ -243,9 +243,29 @@ class Engine(DecoderBase):
         if not self.config.mark_turn_end or self.arena.length["listen"] == 0:
             return []
         events = self._insert_listen(self.prompts.turn_end_ids)
-        self.listen_settled = True
+        self.turn_end_noted = True
         self._split_changed()
         return events
+
+    def _unmark_turn_end(self) -> None:
+        """The user goes on after all: the note that says they finished leaves the listen
+        block (it is its last tokens until the next words), so their next words follow
+        the earlier ones as they were said, and may revise them. The thoughts written
+        since were written to a finished question: the draft is re-read without the note
+        (``check_listen_thoughts`` keeps what the thinker would still write)."""
+        if not self.turn_end_noted:
+            return
+        self.turn_end_noted = False
+        note = self.prompts.turn_end_ids
+        if self.listen_ids[-len(note):] != note or self.arena.length["listen"] < len(note):
+            return  # (a window cut into it: what is left stays)
+        keep = self.arena.length["listen"] - len(note)
+        self.arena.truncate("listen", keep)
+        self.listen_ids = self.listen_ids[:-len(note)]
+        self.listen_text = self.prompts.decode(self.listen_ids)
+        self.heard_pieces += 1  # what the thoughts were read with changed
+        self._mark_reread(force=True)
+        self._split_changed()
 
     def interrupt(self, heard_tokens: int) -> list[Event]:
         """Barge-in: keep the first ``heard_tokens`` answer tokens, reopen the turn.
@@ -262,6 +282,7 @@ class Engine(DecoderBase):
             self.thinking_done = False
             self._rewind("thoughts", self.thoughts.ids)
         self.user_done = self.writer_on = self.finished = False
+        self._unmark_turn_end()
         self._split_changed()
         return []
 
@@ -599,7 +620,8 @@ class Engine(DecoderBase):
     def _new_turn_state(self) -> None:
         self.listen_text = ""
         self.listen_ids: list[int] = []  # the listen block's tokens
-        self.listen_settled = False  # ... no longer the user's words alone (``revise``)
+        self.listen_settled = False  # a window cut the block's front: ``revise`` cannot line up
+        self.turn_end_noted = False  # the turn-end note follows the words (``mark_turn_end``)
         self.thoughts = TextStream(self.prompts.tok)
         self.answer = TextStream(self.prompts.tok)
         self.answer_token_texts: list[str] = []
