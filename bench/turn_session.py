@@ -48,6 +48,7 @@ from voice_agent.runner import build_decoder  # noqa: E402
 from voice_agent.trace import SessionClock  # noqa: E402
 from voice_agent.tts.piper_tts import PiperTts  # noqa: E402
 
+
 def _last_turn(summary: dict) -> dict | None:
     turns = [t for t in summary["turns"] if t["response_latency"] is not None]
     return turns[-1] if turns else None

@@ -270,8 +270,9 @@ class Engine(DecoderBase):
     def interrupt(self, heard_tokens: int) -> list[Event]:
         """Barge-in: keep the first ``heard_tokens`` answer tokens, reopen the turn.
 
-        The thinker keeps its thoughts; new ``listen`` text may follow, and a later
-        ``end_of_turn`` lets the writer go on after the heard part.
+        The thinker keeps its thoughts (the turn-end note leaves the words: the user
+        speaks again); new ``listen`` text may follow, and a later ``end_of_turn`` lets
+        the writer go on after the heard part.
         """
         n = max(0, min(int(heard_tokens), len(self.answer.ids)))
         kept = self.answer.ids[:n]

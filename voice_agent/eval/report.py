@@ -143,7 +143,8 @@ def plot(out: Path, rows: Sequence[dict[str, Any]], figures: dict[str, dict[str,
     ax.set_ylabel("fraction of problems")
     ax.set_title("CDF of total delay")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # rows without delays (a failed run) draw no curve
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "delay_cdf.png", dpi=110)
     plt.close(fig)
