@@ -225,6 +225,20 @@ def test_sigint_leaves_complete_trace_and_report(tmp_path):
         assert (out / name).stat().st_size > 0
 
 
+def _handlers_only():
+    """A session with its event handlers alone (no audio, no threads): a turn open, the
+    user silent, nothing playing; set ``worker`` to see what it sends the model."""
+    from types import SimpleNamespace
+
+    from voice_agent.session import Session, TurnState
+
+    session = Session.__new__(Session)
+    session.sink = SimpleNamespace(queued_s=lambda: 0.0)
+    session.listener = SimpleNamespace(in_speech=False)
+    session.cur = TurnState(turn=1, gen=1)
+    return session
+
+
 def test_a_revised_final_replaces_its_utterances_words_for_the_model():
     """asr.revise_final: the final of an utterance may read committed words differently.
     The session then sends the model the turn's words with that utterance's replaced
@@ -232,15 +246,10 @@ def test_a_revised_final_replaces_its_utterances_words_for_the_model():
     from types import SimpleNamespace
 
     from voice_agent.events import AsrCommit, AsrFinal
-    from voice_agent.session import Session, TurnState
     from voice_agent.worker import EndOfTurn, Listen, Revise
 
-    sent = []
-    session = Session.__new__(Session)  # the handlers alone: no audio, no threads
+    sent, session = [], _handlers_only()
     session.worker = SimpleNamespace(send=sent.append)
-    session.sink = SimpleNamespace(queued_s=lambda: 0.0)
-    session.listener = SimpleNamespace(in_speech=False)
-    session.cur = TurnState(turn=1, gen=1)
     session._on_commit(AsrCommit(t=1.0, text="I have four chairs,", utterance=1))
     session.listener.in_speech = True  # the user goes on after a pause: the turn stays open
     session._on_final(AsrFinal(t=1.5, text="I have four chairs,", utterance=1))
@@ -263,15 +272,10 @@ def test_a_resumed_utterance_that_goes_on_with_the_sentence_joins_it_with_a_comm
     from types import SimpleNamespace
 
     from voice_agent.events import AsrCommit, AsrFinal
-    from voice_agent.session import Session, TurnState
     from voice_agent.worker import EndOfTurn, Listen, Revise
 
-    sent = []
-    session = Session.__new__(Session)  # the handlers alone: no audio, no threads
+    sent, session = [], _handlers_only()
     session.worker = SimpleNamespace(send=sent.append)
-    session.sink = SimpleNamespace(queued_s=lambda: 0.0)
-    session.listener = SimpleNamespace(in_speech=False)
-    session.cur = TurnState(turn=1, gen=1)
     first = "If a train leaves at 3 o'clock and travels for 90 minutes"
     session._on_commit(AsrCommit(t=1.0, text=first, utterance=1))
     session._on_commit(AsrCommit(t=1.5, text=".", utterance=1))  # the held mark, at the final
