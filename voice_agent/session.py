@@ -305,7 +305,7 @@ class Session:
         if joined == cur.user_words[-1]:
             return
         cur.user_words[-1] = joined
-        cur.user_final = as_continued(cur.user_final) if cur.user_final else cur.user_final
+        cur.user_final = as_continued(cur.user_final)
         self.worker.send(Revise(cur.gen, join_heard(cur.user_words)))
 
     def _on_final(self, ev: AsrFinal) -> None:

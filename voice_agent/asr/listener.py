@@ -206,10 +206,10 @@ class Listener:
         with self._text_lock:
             if self._text_read is not None and self._text_read[0] == text:
                 return self._text_read[1]
-            future: Future = Future()
             if self._text_pool is not None:
                 future = self._text_pool.submit(self._read, model, text)
             else:
+                future = Future()
                 try:
                     future.set_result(self._read(model, text))
                 except Exception as e:  # reported by _doubt

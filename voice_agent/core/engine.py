@@ -264,8 +264,7 @@ class Engine(DecoderBase):
         self.listen_ids = self.listen_ids[:-len(note)]
         self.listen_text = self.prompts.decode(self.listen_ids)
         self.heard_pieces += 1  # what the thoughts were read with changed
-        self._mark_reread(force=True)
-        self._split_changed()
+        self._mark_reread(force=True)  # (the caller, ``interrupt``, marks the split changed)
 
     def interrupt(self, heard_tokens: int) -> list[Event]:
         """Barge-in: keep the first ``heard_tokens`` answer tokens, reopen the turn.
